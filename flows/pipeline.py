@@ -1,0 +1,43 @@
+"""The lorascope pipeline: validate → train → generate → score → warehouse → report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from lorascope.blas import describe_blas
+from lorascope.config import load_config
+from lorascope.home import lorascope_home
+from tasks.evaluate import VARIANTS, capability_task, generate_task, score_task
+from tasks.prepare import finish_task, prepare_task
+from tasks.report import report_task
+from tasks.train import train_task
+from tasks.validate import validate_task
+
+
+@flow(name="lorascope-pipeline", log_prints=True)
+def pipeline(config_path: str, overrides: list[str] | None = None, home: str | None = None) -> str:
+    """Tune a model on instruction data and measure what changed; returns the run id.
+
+    Re-running with the same config resumes its run: training from the newest checkpoint,
+    generation from the first prompt without an answer in the warehouse.
+    """
+    get_run_logger().info(describe_blas())
+    config = load_config(config_path, overrides)
+    context = prepare_task(config, Path(home) if home else lorascope_home())
+    try:
+        validate_task(context)
+        train_task(context)
+        for variant in VARIANTS:
+            generate_task(context, variant)
+        score_task(context)
+        for variant in VARIANTS:
+            capability_task(context, variant)
+        report = report_task(context)
+    except BaseException as error:
+        finish_task(context, "failed", f"{type(error).__name__}: {error}")
+        raise
+    finish_task(context, "completed")
+    get_run_logger().info("report: %s", report)
+    return context.run_id

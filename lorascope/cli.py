@@ -1,0 +1,156 @@
+"""The `lorascope` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lorascope.blas import ensure_optimized_blas
+
+EXAMPLES = """\
+examples:
+  lorascope run configs/demo.yaml                   tune smollm2-135m on the built-in data, evaluate, report
+  lorascope run configs/demo.yaml --set train.iters=20
+  lorascope resume demo-1a2b3c4d5e                  continue an interrupted run
+  lorascope sql "select * from runs"                query the warehouse (read-only)
+  lorascope sql --saved goal_improvement            run a saved query (--list shows them)
+  lorascope validate configs/demo.yaml --data my_data/
+
+State lives in $LORASCOPE_HOME (default ./.lorascope): warehouse.duckdb and runs/<run_id>/.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lorascope",
+        description="LoRA-instruction-tune an LLM with MLX and measure what the tuning changed.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the full pipeline flow for a config")
+    run.add_argument("config", help="run config YAML, e.g. configs/demo.yaml")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set train.iters=20 (repeatable)")
+
+    resume = commands.add_parser("resume", help="continue a run from its newest checkpoint")
+    resume.add_argument("run_id")
+
+    sql = commands.add_parser("sql", help="read-only SQL over the warehouse")
+    sql.add_argument("query", nargs="?", help="SQL text")
+    sql.add_argument("--saved", metavar="NAME", help="run a saved query by name")
+    sql.add_argument("--list", action="store_true", help="list saved queries")
+
+    validate = commands.add_parser("validate", help="validate a config's training data only")
+    validate.add_argument("config")
+    validate.add_argument("--data", help="a data folder to validate instead of the config's")
+
+    prepare = commands.add_parser("prepare-model", help="prepare a built-in model (once)")
+    prepare.add_argument("name", help="smollm2-135m or tiny-mistral")
+    return parser
+
+
+def cmd_run(config_path: str, overrides: list[str]) -> int:
+    from flows.pipeline import pipeline
+    from lorascope.home import lorascope_home, warehouse_path
+
+    run_id = pipeline(config_path, overrides)
+    home = lorascope_home()
+    print(f"\nrun {run_id} completed")
+    print(f"  report:    {home / 'runs' / run_id / 'report.md'}")
+    print(f"  warehouse: {warehouse_path(home)}")
+    print('  try:       lorascope sql --saved goal_improvement')
+    return 0
+
+
+def cmd_resume(run_id: str) -> int:
+    from lorascope.home import runs_dir
+
+    config = runs_dir() / run_id / "config.yaml"
+    if not config.is_file():
+        print(f"lorascope: no run {run_id!r} under {runs_dir()}", file=sys.stderr)
+        return 2
+    return cmd_run(str(config), [])
+
+
+def cmd_sql(query: str | None, saved: str | None, list_saved: bool) -> int:
+    import warehouse
+    from lorascope.home import warehouse_path
+
+    if list_saved:
+        print("\n".join(warehouse.saved_query_names()))
+        return 0
+    if saved:
+        query = warehouse.saved_query(saved)
+    if not query:
+        print("lorascope sql: give a query, --saved NAME or --list", file=sys.stderr)
+        return 2
+    columns, rows = warehouse.query(warehouse_path(), query)
+    print(warehouse.format_table(columns, rows))
+    return 0
+
+
+def cmd_validate(config_path: str, data: str | None) -> int:
+    from expectations.instruction_data import validate_instruction_data
+    from lorascope.builtin_data import resolve_data_source
+    from lorascope.config import load_config
+    from lorascope.data import build_validation_frame, load_splits
+    from lorascope.home import lorascope_home
+    from lorascope.models import resolve_model
+    from tasks.validate import tokenizer_for
+
+    config = load_config(config_path)
+    home = lorascope_home()
+    folder = Path(data) if data else resolve_data_source(config.data.source, home)
+    tokenizer = tokenizer_for(resolve_model(config.model.source, home), config.model.chat_template)
+    frame = build_validation_frame(load_splits(folder), tokenizer)
+    report = validate_instruction_data(frame, config.data, config.train.batch_size)
+    print(report.to_markdown())
+    return 0 if report.success else 1
+
+
+def cmd_prepare_model(name: str) -> int:
+    from lorascope.models import resolve_model
+
+    print(resolve_model(name, progress=print))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("run", "resume", "prepare-model"):
+        ensure_optimized_blas()  # re-execs once; MLX-heavy commands only
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    try:
+        if args.command == "run":
+            return cmd_run(args.config, args.overrides)
+        if args.command == "resume":
+            return cmd_resume(args.run_id)
+        if args.command == "sql":
+            return cmd_sql(args.query, args.saved, args.list)
+        if args.command == "validate":
+            return cmd_validate(args.config, args.data)
+        return cmd_prepare_model(args.name)
+    except user_errors() as error:
+        print(f"lorascope: {error}", file=sys.stderr)
+        return 1
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message already says what went wrong and where: no traceback."""
+    import duckdb
+
+    from lorascope.config import ConfigError
+    from lorascope.data import DataError
+    from lorascope.models import ModelSourceError
+    from lorascope.training import TrainingError
+
+    return (ConfigError, DataError, ModelSourceError, TrainingError, FileNotFoundError,
+            KeyError, duckdb.Error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The one typed run config, loaded from YAML.
+
+Unknown keys are errors (a typo must never train silently with a default), and numbers
+written as YAML strings such as `2e-4` are coerced, because PyYAML reads them as `str`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    source: str = Field(
+        "smollm2-135m",
+        description="Built-in name (smollm2-135m, tiny-mistral), a local mlx-lm/HF folder, "
+        "or a Hugging Face repo id such as mistralai/Mistral-7B-v0.1 (needs network).",
+    )
+    quantize_bits: Literal[4, 8] | None = Field(
+        None, description="Quantize the base on load (QLoRA). None keeps the stored dtype."
+    )
+    quantize_group_size: int = Field(64, description="Group size for quantize_bits.")
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template used when the tokenizer has none (base models). "
+        "None falls back to the Mistral [INST] template.",
+    )
+
+
+class DataConfig(_Section):
+    source: str = Field(
+        "builtin:sciq-format",
+        description="Training data: 'builtin:NAME' or a folder with train/valid/test.jsonl "
+        "in mlx-lm's formats.",
+    )
+    eval_prompts: str = Field(
+        "builtin:sciq-format",
+        description="Evaluation prompts: 'builtin:NAME' or a JSONL file (id, domain, messages, "
+        "reference).",
+    )
+    max_seq_length: int = Field(512, gt=8, description="Longest tokenized example allowed.")
+    mostly: float = Field(
+        1.0, ge=0, le=1, description="Fraction of rows that must pass each row-level rule."
+    )
+    max_duplicate_fraction: float = Field(0.01, ge=0, le=1)
+
+
+class LoraConfig(_Section):
+    fine_tune_type: Literal["lora", "dora", "full"] = "lora"
+    rank: int = Field(8, gt=0)
+    scale: float | None = Field(
+        None, description="mlx-lm's multiplier on the LoRA update. Give scale or alpha."
+    )
+    alpha: float | None = Field(
+        None, description="PEFT-style alpha; scale = alpha / rank. Give scale or alpha."
+    )
+    dropout: float = Field(0.0, ge=0, lt=1)
+    num_layers: int = Field(-1, description="Last N transformer blocks to adapt; -1 = all.")
+    keys: list[str] | None = Field(
+        None, description="Module paths to adapt, e.g. [self_attn.q_proj]; None = all linears."
+    )
+
+    @model_validator(mode="after")
+    def _scale_or_alpha(self) -> LoraConfig:
+        if self.scale is not None and self.alpha is not None:
+            raise ValueError("give either lora.scale or lora.alpha, not both")
+        return self
+
+    @property
+    def effective_scale(self) -> float:
+        if self.alpha is not None:
+            return self.alpha / self.rank
+        return 20.0 if self.scale is None else self.scale
+
+    def mlx_lm_parameters(self) -> dict[str, Any]:
+        """The `lora_parameters` block exactly as mlx-lm's adapter_config.json carries it."""
+        return {
+            "rank": self.rank,
+            "scale": self.effective_scale,
+            "dropout": self.dropout,
+            "keys": self.keys,
+        }
+
+
+class TrainConfig(_Section):
+    iters: int = Field(60, gt=0, description="Optimizer steps to train for.")
+    batch_size: int = Field(4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    weight_decay: float = Field(0.0, ge=0)
+    grad_accumulation_steps: int = Field(1, gt=0)
+    grad_checkpoint: bool = False
+    mask_prompt: bool = Field(True, description="Train on assistant tokens only.")
+    steps_per_report: int = Field(10, gt=0)
+    steps_per_eval: int = Field(50, gt=0)
+    val_batches: int = Field(4, description="-1 evaluates the whole validation split.")
+    save_every: int = Field(20, gt=0, description="Checkpoint interval in steps.")
+    keep_checkpoints: int = Field(3, gt=0, description="How many recent checkpoints to keep.")
+
+    @model_validator(mode="after")
+    def _checkpoints_on_report_boundaries(self) -> TrainConfig:
+        # Checkpoints are taken when the trainer reports, so the loss accumulated since the
+        # last report is never split across a resume.
+        if self.save_every % self.steps_per_report:
+            raise ValueError(
+                f"train.save_every ({self.save_every}) must be a multiple of "
+                f"train.steps_per_report ({self.steps_per_report})"
+            )
+        # A checkpoint between the micro-batches of one update would drop accumulated grads.
+        if self.save_every % self.grad_accumulation_steps:
+            raise ValueError(
+                f"train.save_every ({self.save_every}) must be a multiple of "
+                f"train.grad_accumulation_steps ({self.grad_accumulation_steps})"
+            )
+        return self
+
+
+class EvalConfig(_Section):
+    max_tokens: int = Field(64, gt=0, description="New tokens per generation.")
+    batch_size: int = Field(32, gt=0, description="Prompts generated together.")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy.")
+    capability_tasks: list[str] = Field(
+        default_factory=lambda: ["arc_easy"],
+        description="Log-likelihood multiple-choice tasks run on base and tuned.",
+    )
+    capability_limit: int = Field(100, gt=0, description="Questions per capability task.")
+
+
+class RunConfig(_Section):
+    name: str = Field("run", description="Human name; the run id adds a time stamp.")
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used, with the file and key named."""
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid config"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], origin: str = "<config>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, origin)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML run config; `overrides` are `section.key=value` strings from the CLI."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    for override in overrides or []:
+        apply_override(data, override)
+    return parse_config(data, str(path))
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    if not sep:
+        raise ConfigError(f"override {override!r}: expected key=value, e.g. train.iters=20")
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,79 @@
+"""Write the run's Markdown report from the warehouse views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+import warehouse
+from lorascope.blas import describe_blas
+from lorascope.context import RunContext
+from lorascope.report import Section, render_report
+
+# (title, intro, SQL with one `?` for the run id)
+SECTIONS = (
+    ("Tuning goal: base vs tuned",
+     "Mean score per metric and domain. `format_ok`: the answer follows the house format "
+     "(`Answer:` line, then `Explanation:`); `answer_correct`: the reference answer is in that "
+     "`Answer:` line; `answer_in_output`: anywhere in the output. Out-of-domain prompts test "
+     "whether the tuning transfers.",
+     "select * exclude (run_id) from goal_improvement where run_id = ? order by domain, metric"),
+    ("Capability preservation",
+     "Log-likelihood multiple choice (lm-evaluation-harness's acc / acc_norm) on the same "
+     "questions for both models; the CI is of the paired per-question difference.",
+     "select * exclude (run_id) from capability_preservation where run_id = ? order by task"),
+    ("Failure modes",
+     "Generations flagged per failure mode (one generation can show several).",
+     "select * exclude (run_id) from failure_mode_counts where run_id = ? order by mode"),
+    ("Training curve",
+     "Loss per reported step (train: mean since the previous report; valid: held-out split).",
+     "select step, split, loss, learning_rate, tokens_per_second, peak_memory_gb "
+     "from train_metrics where run_id = ? order by step, split"),
+    ("Regressions",
+     "Prompts and metrics the base model passed and the tuned model failed.",
+     "select * exclude (run_id) from regressions where run_id = ? limit 20"),
+    ("Examples",
+     "The first prompts of each domain, base and tuned side by side.",
+     "select p.domain, p.prompt_id, b.output_text as base_output, t.output_text as tuned_output "
+     "from prompts p join generations b on b.run_id = p.run_id and b.prompt_id = p.prompt_id "
+     "and b.variant = 'base' join generations t on t.run_id = p.run_id "
+     "and t.prompt_id = p.prompt_id and t.variant = 'tuned' where p.run_id = ? "
+     "qualify row_number() over (partition by p.domain order by p.prompt_id) <= 3 "
+     "order by p.domain, p.prompt_id"),
+)
+
+
+def write_report(context: RunContext) -> Path:
+    sections = []
+    for title, intro, sql in SECTIONS:
+        columns, rows = warehouse.query(context.warehouse, sql, [context.run_id])
+        sections.append(Section(title, intro, columns, rows, sql.replace("?", f"'{context.run_id}'")))
+    config = context.config
+    facts = {
+        "run id": context.run_id,
+        "model": f"{config.model.source} ({context.model_path})",
+        "fine-tuning": f"{config.lora.fine_tune_type}, rank {config.lora.rank}, "
+                       f"scale {config.lora.effective_scale}, {config.train.iters} steps "
+                       f"× batch {config.train.batch_size}, lr {config.train.learning_rate}",
+        "data": f"{config.data.source} (hash {context.data_hash})",
+        "seed": config.seed,
+        "config hash": config.config_hash(),
+        "code version": context.code_version,
+        "adapters": context.adapter_dir,
+        "compute": describe_blas(),
+        "warehouse": context.warehouse,
+    }
+    text = render_report(f"lorascope report: {context.run_id}", facts, sections)
+    context.report_path.write_text(text)
+    return context.report_path
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(context: RunContext) -> Path:
+    path = write_report(context)
+    create_markdown_artifact(path.read_text(), key="run-report",
+                             description=f"lorascope report for {context.run_id}")
+    return path

@@ -1,0 +1,144 @@
+"""The instruction-data suite, run for real by Great Expectations on small files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlx_lm.tokenizer_utils import load as load_tokenizer
+
+from expectations.instruction_data import ValidationReport, validate_instruction_data
+from lorascope.builtin_data import prepare_builtin_dataset
+from lorascope.chat import ensure_chat_template
+from lorascope.config import DataConfig
+from lorascope.data import build_validation_frame, load_splits
+
+WAREHOUSE_COLUMNS = [
+    "expectation",
+    "column_name",
+    "success",
+    "element_count",
+    "unexpected_count",
+    "unexpected_percent",
+    "mostly",
+    "examples",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_mistral_dir: Path) -> Any:
+    # mlx-lm's loader wraps transformers.AutoTokenizer exactly as training does.
+    return ensure_chat_template(load_tokenizer(tiny_mistral_dir))
+
+
+def chat(user: str, assistant: str) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": assistant},
+        ]
+    }
+
+
+def qa(start: int, count: int) -> list[dict[str, Any]]:
+    return [chat(f"What is {i} + {i}?", f"Answer: {2 * i}") for i in range(start, start + count)]
+
+
+def write_dataset(folder: Path, train: list[Any], valid: list[Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", train), ("valid", valid)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def validate(folder: Path, tokenizer: Any, batch_size: int = 4, **config: Any) -> ValidationReport:
+    frame = build_validation_frame(load_splits(folder), tokenizer)
+    return validate_instruction_data(frame, DataConfig(**config), batch_size)
+
+
+def failed(report: ValidationReport, column: str = "") -> list[Any]:
+    return [o for o in report.results if not o.success and o.column == column]
+
+
+def test_clean_dataset_passes(tmp_path: Path, tokenizer: Any) -> None:
+    report = validate(write_dataset(tmp_path, qa(0, 10), qa(100, 4)), tokenizer)
+    assert report.success, report.to_markdown()
+    assert "❌" not in report.to_markdown()
+
+
+def test_empty_assistant_at_line_7_fails_naming_file_line_and_rule(
+    tmp_path: Path, tokenizer: Any
+) -> None:
+    train = qa(0, 10)
+    train[6] = chat("What is nothing?", "")
+    folder = write_dataset(tmp_path, train, qa(100, 4))
+    report = validate(folder, tokenizer)
+
+    assert not report.success
+    (outcome,) = failed(report, "empty_assistant")
+    assert outcome.unexpected_count == 1
+    (example,) = outcome.examples
+    assert example == {
+        "file": str(folder / "train.jsonl"),
+        "line": 7,
+        "field": "empty_assistant",
+        "rule": "no assistant turn is empty",
+        "value": True,
+    }
+    assert f"`{folder / 'train.jsonl'}:7` empty_assistant — no assistant turn is empty" in (
+        report.to_markdown()
+    )
+
+
+def test_too_few_rows_for_the_batch_size_fails_naming_the_split(
+    tmp_path: Path, tokenizer: Any
+) -> None:
+    report = validate(write_dataset(tmp_path, qa(0, 10), qa(100, 3)), tokenizer, batch_size=4)
+    assert not report.success
+    (outcome,) = failed(report)
+    assert outcome.rule == "valid has at least 4 rows (train.batch_size)"
+    assert outcome.element_count == 3
+    assert "valid has at least 4 rows" in report.to_markdown()
+
+
+def test_row_longer_than_max_seq_length_fails(tmp_path: Path, tokenizer: Any) -> None:
+    train = qa(0, 10)
+    train[2] = chat("Tell me everything.", "and so on " * 20)
+    report = validate(write_dataset(tmp_path, train, qa(100, 4)), tokenizer, max_seq_length=40)
+    (outcome,) = failed(report, "token_count")
+    assert [e["line"] for e in outcome.examples] == [3]
+    assert outcome.examples[0]["value"] > 40
+
+
+def test_duplicates_fail_only_beyond_the_allowed_fraction(tmp_path: Path, tokenizer: Any) -> None:
+    folder = write_dataset(tmp_path, qa(0, 9) + qa(0, 1), qa(100, 4))
+    strict = validate(folder, tokenizer, max_duplicate_fraction=0.0)
+    (outcome,) = failed(strict, "is_duplicate")
+    assert [e["line"] for e in outcome.examples] == [10]
+    assert validate(folder, tokenizer, max_duplicate_fraction=0.1).success
+
+
+def test_train_prompt_also_in_valid_fails_as_leakage(tmp_path: Path, tokenizer: Any) -> None:
+    report = validate(write_dataset(tmp_path, qa(0, 10), qa(5, 4)), tokenizer)
+    (outcome,) = failed(report, "leaks_into_eval")
+    assert [e["line"] for e in outcome.examples] == [6, 7, 8, 9]
+
+
+def test_warehouse_rows_have_the_table_columns_and_json_examples(
+    tmp_path: Path, tokenizer: Any
+) -> None:
+    train = qa(0, 10)
+    train[6] = chat("What is nothing?", "")
+    report = validate(write_dataset(tmp_path, train, qa(100, 4)), tokenizer)
+    rows = report.rows()
+    assert len(rows) == len(report.results)
+    assert all(list(row) == WAREHOUSE_COLUMNS for row in rows)
+    (bad,) = [row for row in rows if not row["success"]]
+    assert json.loads(bad["examples"])[0]["line"] == 7
+
+
+def test_builtin_dataset_passes_the_default_suite(session_home: Path, tokenizer: Any) -> None:
+    report = validate(prepare_builtin_dataset("sciq-format", session_home), tokenizer)
+    assert report.success, report.to_markdown()
