@@ -158,6 +158,7 @@ class ValidationReport:
             {
                 "expectation": o.expectation,
                 "column_name": o.column,
+                "rule": o.rule,
                 "success": o.success,
                 "element_count": o.element_count,
                 "unexpected_count": o.unexpected_count,

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("run", "resume", "prepare-model"):
         ensure_optimized_blas()  # re-execs once; MLX-heavy commands only
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    quiet_offline_defaults()
     try:
         if args.command == "run":
             return cmd_run(args.config, args.overrides)
@@ -137,6 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as error:
         print(f"lorascope: {error}", file=sys.stderr)
         return 1
+
+
+def quiet_offline_defaults() -> None:
+    """No telemetry (there is no network to send it to), and time for Prefect's temporary
+    server to start on a busy 2-core machine (its default, 20 s, is sometimes too short)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

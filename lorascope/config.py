@@ -65,8 +65,12 @@ class LoraConfig(_Section):
     )
     dropout: float = Field(0.0, ge=0, lt=1)
     num_layers: int = Field(-1, description="Last N transformer blocks to adapt; -1 = all.")
-    keys: list[str] | None = Field(
-        None, description="Module paths to adapt, e.g. [self_attn.q_proj]; None = all linears."
+    # Not called `keys` (mlx-lm's name): a pydantic model with a `keys` attribute looks like a
+    # mapping to Prefect, which then fails to walk the task parameters.
+    target_modules: list[str] | None = Field(
+        None,
+        description="Module paths to adapt (PEFT's name; mlx-lm's `keys`), e.g. "
+        "[self_attn.q_proj, self_attn.v_proj]; None = all linear layers.",
     )
 
     @model_validator(mode="after")
@@ -87,7 +91,7 @@ class LoraConfig(_Section):
             "rank": self.rank,
             "scale": self.effective_scale,
             "dropout": self.dropout,
-            "keys": self.keys,
+            "keys": self.target_modules,
         }
 
 

@@ -53,8 +53,10 @@ def prepare_run(config: RunConfig, home: Path, log: Callable[[str], None] = prin
 
 
 def finish_run(context: RunContext, status: str, error: str | None = None) -> None:
-    warehouse.update_run(context.warehouse, context.run_id, status=status,
-                         finished_at=utc_now(), error=error)
+    # INSERT OR REPLACE of some columns keeps the run's other columns.
+    warehouse.write_rows(context.warehouse, "runs", [{
+        "run_id": context.run_id, "status": status, "finished_at": utc_now(), "error": error,
+    }])
 
 
 @task(name="prepare", cache_policy=NO_CACHE, retries=1)

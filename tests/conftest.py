@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+from lorascope.cli import quiet_offline_defaults
+
+quiet_offline_defaults()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server (and database) for every flow run of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +30,39 @@ def tiny_mistral_dir(session_home: Path) -> Path:
     from lorascope.models import resolve_model
 
     return resolve_model("tiny-mistral", home=session_home)
+
+
+# A whole pipeline on tiny-mistral in seconds: few steps, short generations, few MC questions.
+TINY_RUN = {
+    "name": "tiny",
+    "seed": 0,
+    "model": {"source": "tiny-mistral"},
+    "data": {"source": "builtin:sciq-format", "eval_prompts": "builtin:sciq-format",
+             "max_seq_length": 256},
+    "lora": {"rank": 4, "alpha": 8, "num_layers": -1},
+    "train": {"iters": 6, "batch_size": 2, "steps_per_report": 2, "steps_per_eval": 4,
+              "val_batches": 1, "save_every": 2, "warmup_steps": 1},
+    "eval": {"max_tokens": 6, "batch_size": 24, "capability_tasks": ["arc_easy"],
+             "capability_limit": 6},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    """Write TINY_RUN (deep-merged with overrides) as YAML; returns the file's path."""
+    import copy
+
+    import yaml
+
+    def write(**sections: dict) -> Path:
+        config = copy.deepcopy(TINY_RUN)
+        for section, values in sections.items():
+            if isinstance(values, dict):
+                config.setdefault(section, {}).update(values)
+            else:
+                config[section] = values
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write

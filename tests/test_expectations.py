@@ -18,6 +18,7 @@ from lorascope.data import build_validation_frame, load_splits
 WAREHOUSE_COLUMNS = [
     "expectation",
     "column_name",
+    "rule",
     "success",
     "element_count",
     "unexpected_count",

@@ -39,18 +39,20 @@ create table train_metrics (
 );
 
 -- One row per expectation result of the training-data suite; column_name is '' for
--- table-level expectations.
+-- table-level expectations; rule (the expectation's description) tells apart two
+-- expectations of one type on one column, such as the per-split row counts.
 create table validations (
     run_id varchar,
     expectation varchar,
     column_name varchar default '',
+    rule varchar default '',
     success boolean,
     element_count bigint,
     unexpected_count bigint,
     unexpected_percent double,
     mostly double,
     examples json,
-    primary key (run_id, expectation, column_name)
+    primary key (run_id, expectation, column_name, rule)
 );
 
 create table prompts (
