@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@if [ "$(UNAME)" = "Linux" ] && [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] \
 	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing OpenBLAS for MLX's CPU backend"; \
-	  apt-get update -qq && apt-get install -y -qq libopenblas0-pthread >/dev/null; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev$(if $(filter Linux,$(UNAME)),$(comma)cpu)]"

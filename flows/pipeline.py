@@ -1,4 +1,7 @@
-"""The lorascope pipeline: validate → train → generate → score → warehouse → report."""
+"""The lorascope pipeline: validate → train → generate → score → attention → report.
+
+Every step lands its results in the warehouse as it goes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from prefect import flow, get_run_logger
 from lorascope.blas import describe_blas
 from lorascope.config import load_config
 from lorascope.home import lorascope_home
+from tasks.attention import attention_task
 from tasks.evaluate import VARIANTS, capability_task, generate_task, score_task
 from tasks.prepare import finish_task, prepare_task
 from tasks.report import report_task
@@ -34,6 +38,8 @@ def pipeline(config_path: str, overrides: list[str] | None = None, home: str | N
         score_task(context)
         for variant in VARIANTS:
             capability_task(context, variant)
+        if config.eval.attention_prompts:
+            attention_task(context)
         report = report_task(context)
     except BaseException as error:
         finish_task(context, "failed", f"{type(error).__name__}: {error}")

@@ -122,3 +122,15 @@ def test_running_the_same_config_again_resumes_without_duplicating_rows(finished
     again = pipeline(str(finished_run["config"]), home=str(finished_run["home"]))
     assert again == finished_run["run_id"]
     assert counts() == before
+
+
+def test_attention_of_base_and_tuned_is_compared_per_layer_and_head(finished_run) -> None:
+    ((prompts, layers, heads, negative),) = rows(
+        finished_run,
+        "select count(distinct prompt_id), count(distinct layer), count(distinct head), "
+        "count(*) filter (where js_divergence < 0) from attention_heads where run_id = ?",
+    )
+    assert (prompts, layers, heads, negative) == (8, 2, 4, 0)
+    shift = rows(finished_run, "select domain, layer from attention_shift where run_id = ? "
+                               "order by domain, layer")
+    assert {domain for domain, _ in shift} == {"in_domain", "out_of_domain"}
