@@ -6,8 +6,10 @@ Every step lands its results in the warehouse as it goes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.schedules import Cron
 
 from lorascope.blas import describe_blas
 from lorascope.config import load_config
@@ -47,3 +49,18 @@ def pipeline(config_path: str, overrides: list[str] | None = None, home: str | N
     finish_task(context, "completed")
     get_run_logger().info("report: %s", report)
     return context.run_id
+
+
+def deployment_for(config_path: str, cron: str | None = None, timezone: str = "UTC") -> Any:
+    """A deployment of the pipeline for one config, for `prefect.serve`: the Prefect UI can
+    then start it (with other parameters if wanted), and `cron` runs it on a schedule, e.g.
+    overnight training. Named after the config, so each config is one deployment."""
+    config_file = Path(config_path).resolve()
+    name = load_config(config_file).name  # also fails early on a bad config
+    return pipeline.to_deployment(
+        name=name,
+        parameters={"config_path": str(config_file)},
+        schedule=Cron(cron, timezone=timezone) if cron else None,
+        description=f"lorascope pipeline for {config_file}",
+        tags=["lorascope"],
+    )

@@ -11,12 +11,15 @@ from lorascope.blas import ensure_optimized_blas
 
 EXAMPLES = """\
 examples:
-  lorascope run configs/demo.yaml                   tune smollm2-135m on the built-in data, evaluate, report
-  lorascope run configs/demo.yaml --set train.iters=20
-  lorascope resume demo-1a2b3c4d5e                  continue an interrupted run
-  lorascope sql "select * from runs"                query the warehouse (read-only)
-  lorascope sql --saved goal_improvement            run a saved query (--list shows them)
-  lorascope validate configs/demo.yaml --data my_data/
+  lorascope run configs/demo.yaml                        tune, evaluate and report (offline demo)
+  lorascope run configs/demo.yaml --set train.iters=20   override any config value
+  lorascope resume demo-1a2b3c4d5e                       continue an interrupted run
+  lorascope sql "select * from runs"                     query the warehouse (read-only)
+  lorascope sql --saved goal_improvement                 a saved query (--list shows them)
+  lorascope validate configs/demo.yaml --data my_data/   check data before training on it
+  lorascope eval configs/demo.yaml --adapter DIR         base vs base+adapter, no training
+  lorascope sweep configs/demo.yaml lora.rank 4 8 16     rank sensitivity, one run per value
+  lorascope serve configs/demo.yaml --cron "0 1 * * *"   run from the Prefect UI; nightly at 01:00
 
 State lives in $LORASCOPE_HOME (default ./.lorascope): warehouse.duckdb and runs/<run_id>/.
 """
@@ -46,7 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="validate a config's training data only")
     validate.add_argument("config")
-    validate.add_argument("--data", help="a data folder to validate instead of the config's")
+    validate.add_argument("--data", help="a data file, folder or hf:ID to validate instead of "
+                          "the config's data.source")
+
+    sweep = commands.add_parser(
+        "sweep", help="an experiment: the pipeline once per value of one config parameter")
+    sweep.add_argument("config")
+    sweep.add_argument("parameter", help="dotted config key, e.g. lora.rank or data.source")
+    sweep.add_argument("values", nargs="+", help="values to try, e.g. 4 8 16")
+
+    serve = commands.add_parser(
+        "serve", help="serve the pipeline for a config to the Prefect UI, optionally on a schedule")
+    serve.add_argument("config")
+    serve.add_argument("--cron", help='schedule, e.g. "0 1 * * *" for 01:00 every night')
+    serve.add_argument("--timezone", default="UTC", help="time zone of --cron (default UTC)")
+
+    evaluate = commands.add_parser(
+        "eval", help="evaluate base vs base+adapter (no training): generations, scores, report")
+    evaluate.add_argument("config", help="run config YAML: model, eval prompts, eval settings")
+    evaluate.add_argument("--adapter", metavar="PATH",
+                          help="mlx-lm adapter folder (adapter_config.json + adapters.safetensors),"
+                          " e.g. from `mlx_lm.lora --train`; default: the config's trained run")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE", help="override a config value (repeatable)")
 
     prepare = commands.add_parser("prepare-model", help="prepare a built-in model (once)")
     prepare.add_argument("name", help="smollm2-135m or tiny-mistral")
@@ -94,22 +119,66 @@ def cmd_sql(query: str | None, saved: str | None, list_saved: bool) -> int:
 
 
 def cmd_validate(config_path: str, data: str | None) -> int:
-    from expectations.instruction_data import validate_instruction_data
+    import tempfile
+
     from lorascope.builtin_data import resolve_data_source
     from lorascope.config import load_config
-    from lorascope.data import build_validation_frame, load_splits
+    from lorascope.data import tokenizer_for
     from lorascope.home import lorascope_home
     from lorascope.models import resolve_model
-    from tasks.validate import tokenizer_for
+    from tasks.prepare import prepare_data
+    from tasks.validate import validate_folder
 
     config = load_config(config_path)
+    if data:
+        config.data.source = data
     home = lorascope_home()
-    folder = Path(data) if data else resolve_data_source(config.data.source, home)
-    tokenizer = tokenizer_for(resolve_model(config.model.source, home), config.model.chat_template)
-    frame = build_validation_frame(load_splits(folder), tokenizer)
-    report = validate_instruction_data(frame, config.data, config.train.batch_size)
-    print(report.to_markdown())
+    model_path = resolve_model(config.model.source, home)
+    location = resolve_data_source(config.data.source, home)
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="lorascope-validate-") as scratch:
+        folder = Path(scratch) / "data"
+        prepare_data(config.data, location, folder, model_path, config.model.chat_template, log)
+        tokenizer = tokenizer_for(model_path, config.model.chat_template)
+        report, markdown = validate_folder(folder, config, tokenizer)
+    print(markdown)
     return 0 if report.success else 1
+
+
+def cmd_sweep(config_path: str, parameter: str, raw_values: list[str]) -> int:
+    import yaml
+
+    from flows.experiments import sweep
+
+    experiment_id = sweep(config_path, parameter, [yaml.safe_load(v) for v in raw_values])
+    print(f"\nexperiment {experiment_id} completed")
+    print("  try:       lorascope sql --saved experiment_results")
+    return 0
+
+
+def cmd_serve(config_path: str, cron: str | None, timezone: str) -> int:
+    from prefect import serve
+
+    from flows.pipeline import deployment_for
+
+    serve(deployment_for(config_path, cron, timezone))
+    return 0
+
+
+def cmd_eval(config_path: str, adapter: str | None, overrides: list[str]) -> int:
+    from lorascope.config import load_config
+    from lorascope.home import lorascope_home
+    from tasks.evaluate import CapabilityRegressionError, evaluate_adapter
+
+    config = load_config(config_path, overrides)
+    try:
+        context = evaluate_adapter(config, Path(adapter) if adapter else None, lorascope_home())
+    except CapabilityRegressionError as error:
+        print(f"lorascope eval: {error}", file=sys.stderr)
+        return 3
+    print(f"\nrun {context.run_id} evaluated\n  report:    {context.report_path}")
+    print("  try:       lorascope sql --saved instruction_following")
+    return 0
 
 
 def cmd_prepare_model(name: str) -> int:
@@ -121,7 +190,7 @@ def cmd_prepare_model(name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("run", "resume", "prepare-model"):
+    if args.command in ("run", "resume", "sweep", "serve", "prepare-model", "eval"):
         ensure_optimized_blas()  # re-execs once; MLX-heavy commands only
     quiet_offline_defaults()
     try:
@@ -133,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sql(args.query, args.saved, args.list)
         if args.command == "validate":
             return cmd_validate(args.config, args.data)
+        if args.command == "sweep":
+            return cmd_sweep(args.config, args.parameter, args.values)
+        if args.command == "serve":
+            return cmd_serve(args.config, args.cron, args.timezone)
+        if args.command == "eval":
+            return cmd_eval(args.config, args.adapter, args.overrides)
         return cmd_prepare_model(args.name)
     except user_errors() as error:
         print(f"lorascope: {error}", file=sys.stderr)
