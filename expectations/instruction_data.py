@@ -39,40 +39,34 @@ MAX_EXAMPLES = 5
 RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["file", "line"]}
 
 
+def _row_rule(data_config: DataConfig, column: str, value: bool, rule: str) -> Any:
+    return gx.expectations.ExpectColumnValuesToBeInSet(
+        column=column, value_set=[value], mostly=data_config.mostly_for(column), description=rule
+    )
+
+
 def build_suite(data_config: DataConfig, batch_size: int) -> gx.ExpectationSuite:
     """The expectations, with thresholds from `data_config`; each carries its rule as text."""
-    mostly = data_config.mostly
     train_only = Column("split") == "train"
     expectations: list[Any] = [
         gx.expectations.ExpectColumnValuesToNotBeNull(
-            column=column, mostly=mostly, description=f"{column} is present"
+            column=column, mostly=data_config.mostly, description=f"{column} is present"
         )
         for column in KEY_COLUMNS
     ]
     expectations += [
-        gx.expectations.ExpectColumnValuesToBeInSet(
-            column="roles_valid",
-            value_set=[True],
-            mostly=mostly,
-            description="every role is system, user, assistant or tool",
-        ),
-        gx.expectations.ExpectColumnValuesToBeInSet(
-            column="roles_alternate",
-            value_set=[True],
-            mostly=mostly,
-            description="after an optional system turn, user and assistant alternate, "
-            "starting with user and ending with assistant",
-        ),
-        gx.expectations.ExpectColumnValuesToBeInSet(
-            column="empty_assistant",
-            value_set=[False],
-            mostly=mostly,
-            description="no assistant turn is empty",
-        ),
+        _row_rule(data_config, "roles_valid", True,
+                  "every role is system, user, assistant or tool"),
+        _row_rule(data_config, "roles_alternate", True,
+                  "after an optional system turn, user and assistant alternate, "
+                  "starting with user and ending with assistant"),
+        _row_rule(data_config, "empty_assistant", False, "no assistant turn is empty"),
+        _row_rule(data_config, "valid_utf8", True,
+                  "text is valid UTF-8 (no lone surrogates from \\ud800-style escapes)"),
         gx.expectations.ExpectColumnValuesToBeBetween(
             column="token_count",
             max_value=data_config.max_seq_length,
-            mostly=mostly,
+            mostly=data_config.mostly_for("token_count"),
             description=f"at most {data_config.max_seq_length} tokens (data.max_seq_length)",
         ),
         gx.expectations.ExpectColumnValuesToBeInSet(
@@ -86,11 +80,25 @@ def build_suite(data_config: DataConfig, batch_size: int) -> gx.ExpectationSuite
         gx.expectations.ExpectColumnValuesToBeInSet(
             column="leaks_into_eval",
             value_set=[False],
-            mostly=mostly,
+            mostly=data_config.mostly_for("leaks_into_eval"),
             row_condition=train_only,
             description="the train prompt is not also in valid or test",
         ),
     ]
+    if data_config.max_label_fraction is not None:
+        expectations.append(
+            gx.expectations.ExpectColumnValuesToNotBeNull(
+                column="label", description="every row has a label (data.columns.label)"
+            )
+        )
+        expectations.append(
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column="label_share",
+                max_value=data_config.max_label_fraction,
+                description=f"no label holds more than {data_config.max_label_fraction:.0%} "
+                "of its split (data.max_label_fraction)",
+            )
+        )
     expectations += [
         gx.expectations.ExpectTableRowCountToBeBetween(
             min_value=batch_size,

@@ -191,18 +191,20 @@ def prepare_builtin_dataset(name: str, home: Path | None = None) -> Path:
     return target
 
 
-def resolve_data_source(source: str, home: Path | None = None) -> Path:
-    """The folder holding train/valid/test.jsonl for `builtin:NAME` or a path."""
+def resolve_data_source(source: str, home: Path | None = None) -> Path | str:
+    """Where to read the training data: the folder of `builtin:NAME`, an existing file or
+    folder, or `hf:ID` unchanged (read by `lorascope.data.read_source`)."""
     if source.startswith("builtin:"):
         return prepare_builtin_dataset(source.removeprefix("builtin:"), home)
-    folder = Path(source).expanduser()
-    if not folder.exists():
-        raise FileNotFoundError(f"data source {folder}: no such folder")
-    if not folder.is_dir():
-        raise NotADirectoryError(
-            f"data source {folder}: expected a folder with train.jsonl and valid.jsonl"
+    if source.startswith("hf:"):
+        return source
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"data source {path}: no such file or folder (for a Hugging Face Hub dataset "
+            "write hf:OWNER/NAME)"
         )
-    return folder
+    return path
 
 
 def resolve_eval_prompts(source: str, home: Path | None = None) -> Path:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from mlx_lm.tokenizer_utils import load as load_tokenizer
 
@@ -19,14 +20,22 @@ from lorascope.builtin_data import (
     resolve_eval_prompts,
 )
 from lorascope.chat import conversation_tokens, ensure_chat_template
+from lorascope.config import DataConfig
 from lorascope.data import (
     FRAME_COLUMNS,
+    UNSPLIT,
     DataError,
+    Record,
     build_validation_frame,
     dataset_hash,
+    find_duplicates,
     load_jsonl,
     load_splits,
+    read_file,
+    read_source,
+    token_counts,
 )
+from tasks.prepare import prepare_data, prepare_splits, split_records
 
 SPLIT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "eval_prompts.jsonl")
 TUTOR_FORMAT = re.compile(r"Answer: [^\n]+\nExplanation: [^\n]+")
@@ -100,7 +109,7 @@ GOOD_LINE = b'{"prompt": "Q", "completion": "A"}\n'
         (GOOD_LINE + b'{"prompt": "Q", "completion": \n', 2, "broken JSON"),
         (GOOD_LINE * 2 + b'["prompt", "completion"]\n', 3, "expected a JSON object, got list"),
         (GOOD_LINE + b'{"question": "Q", "answer": "A"}\n', 2, "no known format"),
-        (GOOD_LINE + b'{"messages": "hello"}\n', 2, "field 'messages' must be"),
+        (b'{"messages": "hello"}\n', 1, "field 'messages' must be"),
         (GOOD_LINE + b'{"prompt": 1, "completion": "A"}\n', 2, "field 'prompt' must be a string"),
         (GOOD_LINE + b"\n" + GOOD_LINE, 2, "blank line"),
         (GOOD_LINE + b'{"text": "caf\xe9"}\n', 2, "not valid UTF-8"),
@@ -291,3 +300,325 @@ def test_missing_sources_raise_file_not_found_naming_the_path(tmp_path: Path) ->
         resolve_eval_prompts(str(missing / "eval_prompts.jsonl"))
     with pytest.raises(FileNotFoundError, match="eval_prompts.jsonl"):
         resolve_eval_prompts(str(tmp_path))
+
+
+# ---------------------------------------------------------------- more sources and formats
+
+QA_ROWS = [{"question": f"Q{i}?", "answer": f"A{i}.", "topic": "t"} for i in range(3)]
+QA_COLUMNS = {"prompt": "question", "completion": "answer", "label": "topic"}
+
+
+def test_sharegpt_conversations_map_roles_and_keep_a_top_level_system(tmp_path: Path) -> None:
+    row = {
+        "system": "Be kind.",
+        "conversations": [
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello"},
+            {"from": "narrator", "value": "?"},
+        ],
+    }
+    (record,) = load_jsonl(write_lines(tmp_path / "a.jsonl", [row]))
+    assert record.messages == [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "narrator", "content": "?"},  # kept, so the roles rule names this row
+    ]
+
+
+def test_either_turn_shape_is_accepted_in_either_field(tmp_path: Path) -> None:
+    rows = [{"conversations": chat("q", "a")["messages"]},
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]
+    first, second = load_jsonl(write_lines(tmp_path / "a.jsonl", rows))
+    assert first.messages == second.messages == chat("q", "a")["messages"]
+
+
+def test_column_mapping_renames_odd_columns_and_reads_the_label(tmp_path: Path) -> None:
+    write_lines(tmp_path / "qa.jsonl", QA_ROWS)
+    records = read_file(tmp_path / "qa.jsonl", QA_COLUMNS)
+    assert records[1].messages == [
+        {"role": "user", "content": "Q1?"},
+        {"role": "assistant", "content": "A1."},
+    ]
+    assert records[1].label == "t"
+
+
+def test_parquet_csv_and_json_array_give_the_same_records(tmp_path: Path) -> None:
+    import pyarrow
+    import pyarrow.parquet
+
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(QA_ROWS), tmp_path / "qa.parquet")
+    (tmp_path / "qa.json").write_text(json.dumps(QA_ROWS))
+    pd.DataFrame(QA_ROWS).to_csv(tmp_path / "qa.csv", index=False)
+    read = {
+        ext: read_file(tmp_path / f"qa.{ext}", QA_COLUMNS) for ext in ("parquet", "json", "csv")
+    }
+    messages = {ext: [r.messages for r in records] for ext, records in read.items()}
+    assert messages["parquet"] == messages["json"] == messages["csv"]
+    assert len(messages["csv"]) == 3
+    assert [r.line for r in read["json"]] == [1, 2, 3]
+    assert [r.line for r in read["csv"]] == [2, 3, 4]  # line 1 is the header
+
+
+def test_csv_cells_may_hold_messages_as_json(tmp_path: Path) -> None:
+    pd.DataFrame([{"messages": json.dumps(chat("a", "b")["messages"])}]).to_csv(
+        tmp_path / "chat.csv", index=False
+    )
+    (record,) = read_file(tmp_path / "chat.csv")
+    assert record.messages == chat("a", "b")["messages"]
+
+
+def test_saved_hf_dataset_dict_maps_validation_to_valid(tmp_path: Path) -> None:
+    import datasets
+
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_list([chat(f"q{i}", "a") for i in range(4)]),
+        "validation": datasets.Dataset.from_list([chat("v", "a")]),
+    }).save_to_disk(str(tmp_path / "saved"))
+    splits = read_source(tmp_path / "saved")
+    assert {split: len(records) for split, records in splits.items()} == {"train": 4, "valid": 1}
+    assert splits["valid"][0].file == f"{tmp_path / 'saved'}[validation]"
+    assert splits["train"][3].messages == chat("q3", "a")["messages"]
+
+
+def test_saved_hf_dataset_without_splits_comes_back_unsplit(tmp_path: Path) -> None:
+    import datasets
+
+    datasets.Dataset.from_list(QA_ROWS).save_to_disk(str(tmp_path / "saved"))
+    splits = read_source(tmp_path / "saved", QA_COLUMNS)
+    assert list(splits) == [UNSPLIT] and len(splits[UNSPLIT]) == 3
+
+
+def test_a_single_file_source_comes_back_unsplit(tmp_path: Path) -> None:
+    write_lines(tmp_path / "all.jsonl", [chat("a", "b"), chat("c", "d")])
+    assert [len(v) for v in read_source(tmp_path / "all.jsonl").values()] == [2]
+    assert list(read_source(tmp_path / "all.jsonl")) == [UNSPLIT]
+
+
+def malformed_sources(tmp_path: Path) -> dict[str, tuple[Path, int | None, str]]:
+    """name -> (path to read, line the error must name or None, words it must contain)."""
+    cases: dict[str, tuple[Path, int | None, str]] = {}
+    good = json.dumps(chat("q", "a")) + "\n"
+    path = tmp_path / "broken.jsonl"
+    path.write_text(good * 6 + '{"messages": [\n' + good)
+    cases["broken-json"] = (path, 7, "broken JSON")
+    path = tmp_path / "utf16.jsonl"
+    path.write_bytes(good.encode("utf-16"))
+    cases["utf-16"] = (path, 1, "looks like UTF-16")
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("prompt,completion\nq,a\ncafé,a\n".encode("latin-1"))
+    cases["latin-1-csv"] = (path, 3, "not valid UTF-8")
+    path = tmp_path / "huge.jsonl"
+    path.write_text(good + json.dumps({"text": "x" * 50 * 2**20}) + "\n")
+    cases["50mb-line"] = (path, 2, "line longer than 16 MB")
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    cases["empty"] = (path, 1, "empty file")
+    path = tmp_path / "empty.parquet"
+    import pyarrow
+    import pyarrow.parquet
+
+    pyarrow.parquet.write_table(pyarrow.table({"text": pyarrow.array([], pyarrow.string())}), path)
+    cases["empty-parquet"] = (path, 1, "empty file")
+    path = tmp_path / "folder" / "train.jsonl"
+    path.mkdir(parents=True)
+    cases["folder-as-file"] = (path, None, "is a folder")
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(good * 2 + json.dumps({"instruction": "i", "output": "o"}) + "\n")
+    cases["mixed-formats"] = (path, 3, "format 'alpaca' differs from the first row's 'messages'")
+    path = tmp_path / "not.parquet"
+    path.write_text("PAR? no")
+    cases["corrupt-parquet"] = (path, None, "not a readable Parquet file")
+    path = tmp_path / "object.json"
+    path.write_text(json.dumps(chat("q", "a")))
+    cases["json-object"] = (path, 1, "expected a JSON array")
+    return cases
+
+
+MALFORMED = ["broken-json", "utf-16", "latin-1-csv", "50mb-line", "empty", "empty-parquet",
+             "folder-as-file", "mixed-formats", "corrupt-parquet", "json-object"]
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_sources_raise_one_line_errors_naming_file_and_line(
+    tmp_path: Path, case: str
+) -> None:
+    path, line, words = malformed_sources(tmp_path)[case]
+    with pytest.raises(DataError) as caught:
+        read_file(path)
+    where = str(path) if line is None else f"{path}:{line}"
+    assert str(caught.value).startswith(f"{where}: "), str(caught.value)
+    assert words in str(caught.value)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 400
+    assert caught.value.__cause__ is None  # no library traceback chained behind it
+
+
+def test_folder_with_two_train_files_asks_to_keep_one(tmp_path: Path) -> None:
+    write_lines(tmp_path / "train.jsonl", [chat("a", "b")])
+    write_lines(tmp_path / "train.json", [chat("a", "b")])
+    with pytest.raises(DataError, match="train.jsonl and train.json both hold the train split"):
+        read_source(tmp_path)
+
+
+def test_template_error_names_the_record(tmp_path: Path, tokenizer: Any) -> None:
+    write_lines(tmp_path / "train.jsonl", [chat("a", "b")] * 3 + [
+        {"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "x"}]}
+    ])
+    with pytest.raises(DataError, match=r"train.jsonl:4: the chat template cannot format"):
+        token_counts(tokenizer, load_jsonl(tmp_path / "train.jsonl"))
+
+
+def test_batched_token_counts_equal_training_tokenization(tmp_path: Path, tokenizer: Any) -> None:
+    rows = [chat(f"What is {i}?", "It is " + "very " * i + "big.") for i in range(5)]
+    system = {"role": "system", "content": "Be brief."}
+    rows.append({"messages": [system, *chat("x", "y")["messages"]]})
+    records = load_jsonl(write_lines(tmp_path / "a.jsonl", rows))
+    expected = [len(conversation_tokens(tokenizer, r.messages)[0]) for r in records]
+    assert token_counts(tokenizer, records) == expected
+
+
+def test_hub_source_offline_fails_in_one_line_from_the_cli(
+    tmp_path: Path, tiny_config: Any, session_home: Path, tiny_mistral_dir: Path
+) -> None:
+    import os
+    import subprocess
+
+    config = tiny_config()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LORASCOPE_HOME": str(session_home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "lorascope.cli", "validate", str(config),
+         "--data", "hf:nobody/none"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "lorascope: hf:nobody/none: cannot load 'nobody/none' from the Hugging Face Hub"
+    )
+    assert "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def test_find_duplicates_flags_exact_and_near_copies_of_earlier_texts() -> None:
+    base = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"
+    texts = [
+        base,
+        "a completely different sentence about sailing boats on a calm blue lake today",
+        base,
+        base.replace("warm", "hot"),
+        base.replace("quick brown fox", "slow red hen").replace("lazy dog", "busy ant"),
+    ]
+    found = find_duplicates(texts, near_threshold=0.7)
+    assert [(d.index, d.of, d.reason) for d in found] == [
+        (2, 0, "exact_duplicate"), (3, 0, "near_duplicate")
+    ]
+    assert 0.7 <= found[1].similarity < 1
+    assert [d.index for d in find_duplicates(texts, near_threshold=None)] == [2]
+
+
+def test_find_duplicates_on_distinct_texts_finds_none() -> None:
+    texts = [f"question number {i} asks about item {i * 7} and color {i % 5}" for i in range(2000)]
+    assert find_duplicates(texts, near_threshold=0.9) == []
+
+
+# ---------------------------------------------------------------- preparation
+
+
+def records_of(rows: list[dict[str, Any]], file: str = "src.jsonl") -> list[Record]:
+    return [Record(file, line, row["messages"]) for line, row in enumerate(rows, start=1)]
+
+
+def test_split_is_seeded_sized_by_fraction_and_keeps_source_order() -> None:
+    records = records_of([chat(f"q{i}", "a") for i in range(100)])
+    first = split_records(records, 0.1, 0.2, seed=3)
+    assert {k: len(v) for k, v in first.items()} == {"train": 70, "valid": 10, "test": 20}
+    assert split_records(records, 0.1, 0.2, seed=3) == first
+    assert split_records(records, 0.1, 0.2, seed=4)["valid"] != first["valid"]
+    for part in first.values():
+        assert [r.line for r in part] == sorted(r.line for r in part)
+    assert sorted(r.line for part in first.values() for r in part) == list(range(1, 101))
+
+
+def test_duplicates_of_eval_rows_are_dropped_from_train_and_counted() -> None:
+    source = {
+        "train": records_of([chat("q1", "a"), chat("held", "out"), chat("q1", "a"),
+                             chat("q2", "b")], "train.jsonl"),
+        "valid": records_of([chat("HELD", "out")], "valid.jsonl"),
+    }
+    splits, summary = prepare_splits(DataConfig(), source, count_tokens=len)
+    assert [r.line for r in splits["train"]] == [1, 4]
+    assert [r.line for r in splits["valid"]] == [1]
+    train = next(row for row in summary if row["split"] == "train")
+    assert (train["rows_in"], train["exact_duplicate"], train["rows_out"]) == (4, 2, 2)
+    assert {(e["line"], e["detail"]) for e in train["examples"]} == {
+        (2, "same text as valid.jsonl:1"), (3, "same text as train.jsonl:1")
+    }
+
+
+def test_unsplit_source_is_deduplicated_then_split_and_long_rows_dropped(
+    tokenizer: Any
+) -> None:
+    rows = [chat(f"What is {i} + {i}?", f"It is {2 * i}.") for i in range(40)]
+    rows[5] = chat("Tell me a story.", "Once upon a time " * 30)
+    rows.append(rows[0])
+    data = DataConfig(over_length="drop", max_seq_length=60, valid_fraction=0.25,
+                      test_fraction=0.0)
+    splits, summary = prepare_splits(
+        data, {UNSPLIT: records_of(rows)}, lambda rs: token_counts(tokenizer, rs)
+    )
+    by_split = {row["split"]: row for row in summary}
+    assert list(by_split) == ["all", "train", "valid", "test"]
+    assert (by_split["all"]["rows_in"], by_split["all"]["exact_duplicate"]) == (41, 1)
+    assert by_split["all"]["rows_out"] == 40
+    assert by_split["train"]["rows_in"] + by_split["valid"]["rows_in"] == 40
+    too_long = [e for row in summary for e in row["examples"] if e["reason"] == "too_long"]
+    assert [e["line"] for e in too_long] == [6]
+    assert sum(row["too_long"] for row in summary) == 1
+    assert 6 not in [r.line for part in splits.values() for r in part]
+    assert "test" not in splits  # test_fraction 0: no empty test.jsonl
+
+
+def test_prepared_folder_is_mlx_lm_messages_with_origins_and_a_stable_hash(
+    tmp_path: Path, tiny_mistral_dir: Path
+) -> None:
+    source = tmp_path / "alpaca.jsonl"
+    write_lines(source, [{"instruction": f"Add {i} and {i}.", "output": str(2 * i)}
+                         for i in range(30)])
+    summary = prepare_data(DataConfig(), source, tmp_path / "a", tiny_mistral_dir, None)
+    prepare_data(DataConfig(), source, tmp_path / "b", tiny_mistral_dir, None)
+    assert dataset_hash(tmp_path / "a") == dataset_hash(tmp_path / "b")
+    first = json.loads((tmp_path / "a" / "train.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"messages", "lorascope_origin"}
+    assert first["messages"][0]["role"] == "user"
+    splits = load_splits(tmp_path / "a")
+    assert {r.file for part in splits.values() for r in part} == {str(source)}
+    assert sorted(r.line for part in splits.values() for r in part) == list(range(1, 31))
+    assert json.loads((tmp_path / "a" / "preparation.json").read_text()) == summary
+
+
+def test_a_given_test_split_is_kept_when_valid_is_carved_from_train() -> None:
+    source = {
+        UNSPLIT: records_of([chat(f"train question {i}", "a") for i in range(20)], "train.jsonl"),
+        "test": records_of([chat(f"test question {i}", "b") for i in range(3)], "test.jsonl"),
+    }
+    splits, summary = prepare_splits(DataConfig(valid_fraction=0.25), source, count_tokens=len)
+    assert {split: len(records) for split, records in splits.items()} == {
+        "train": 15, "valid": 5, "test": 3
+    }
+    assert [(row["split"], row["rows_out"]) for row in summary] == [
+        ("all", 20), ("train", 15), ("valid", 5), ("test", 3)
+    ]
+
+
+def test_a_lone_surrogate_survives_preparation_and_is_flagged_at_its_source_line(
+    tmp_path: Path, tiny_mistral_dir: Path, tokenizer: Any
+) -> None:
+    lines = [json.dumps(chat(f"question {i}", "answer")) for i in range(20)]
+    lines[4] = json.dumps(chat("bad", "x")).replace("bad", "bad \\ud800 escape")
+    source = tmp_path / "chats.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    prepare_data(DataConfig(valid_fraction=0.5, test_fraction=0.0), source, tmp_path / "data",
+                 tiny_mistral_dir, None)
+    frame = build_validation_frame(load_splits(tmp_path / "data"), tokenizer)
+    assert frame.loc[~frame["valid_utf8"], "line"].tolist() == [5]

@@ -143,3 +143,47 @@ def test_warehouse_rows_have_the_table_columns_and_json_examples(
 def test_builtin_dataset_passes_the_default_suite(session_home: Path, tokenizer: Any) -> None:
     report = validate(prepare_builtin_dataset("sciq-format", session_home), tokenizer)
     assert report.success, report.to_markdown()
+
+
+def test_lone_surrogate_fails_valid_utf8_naming_the_line(tmp_path: Path, tokenizer: Any) -> None:
+    folder = write_dataset(tmp_path, qa(0, 10), qa(100, 4))
+    lines = (folder / "train.jsonl").read_text().splitlines()
+    lines[3] = '{"messages": [{"role": "user", "content": "bad \\ud800 escape"}, ' \
+        '{"role": "assistant", "content": "ok"}]}'
+    (folder / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (outcome,) = failed(validate(folder, tokenizer), "valid_utf8")
+    assert [(e["line"], e["value"]) for e in outcome.examples] == [(4, False)]
+
+
+def labelled(rows: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
+    return [{**row, "label": label} for row, label in zip(rows, labels, strict=True)]
+
+
+def test_label_balance_fails_when_one_label_dominates(tmp_path: Path, tokenizer: Any) -> None:
+    train = labelled(qa(0, 10), ["math"] * 8 + ["poetry"] * 2)
+    valid = labelled(qa(100, 4), ["math", "poetry"] * 2)
+    folder = write_dataset(tmp_path, train, valid)
+    report = validate(folder, tokenizer, max_label_fraction=0.6)
+    (outcome,) = failed(report, "label_share")
+    assert outcome.unexpected_count == 8
+    assert outcome.examples[0]["line"] == 1 and outcome.examples[0]["value"] == 0.8
+    assert validate(folder, tokenizer, max_label_fraction=0.8).success
+    assert validate(folder, tokenizer).success  # not configured: not checked
+
+
+def test_label_balance_requires_labels(tmp_path: Path, tokenizer: Any) -> None:
+    report = validate(write_dataset(tmp_path, qa(0, 10), qa(100, 4)), tokenizer,
+                      max_label_fraction=0.5)
+    (outcome,) = failed(report, "label")
+    assert outcome.rule == "every row has a label (data.columns.label)"
+
+
+def test_mostly_by_rule_loosens_one_rule_only(tmp_path: Path, tokenizer: Any) -> None:
+    train = qa(0, 10)
+    train[6] = chat("What is nothing?", "")
+    train[2] = {"messages": train[2]["messages"][::-1]}  # assistant first: not alternating
+    folder = write_dataset(tmp_path, train, qa(100, 4))
+    report = validate(folder, tokenizer, mostly_by_rule={"empty_assistant": 0.9})
+    assert not failed(report, "empty_assistant")
+    (outcome,) = failed(report, "roles_alternate")
+    assert outcome.mostly == 1.0 and [e["line"] for e in outcome.examples] == [3]
