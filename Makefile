@@ -16,7 +16,7 @@ test: install
 	LD_PRELOAD="$$($(PY) -m lorascope.blas)" $(PY) -m pytest -q
 
 bench: install
-	$(PY) bench/blas_train.py
+	$(PY) bench/train_throughput.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -48,6 +48,36 @@ class TrainingInterrupted(RuntimeError):
     """The training process was cut off (here: by fault injection); a retry resumes it."""
 
 
+# What MLX (CPU allocator, Metal, CUDA) and the C++/Python runtimes say when memory runs out.
+OUT_OF_MEMORY_SIGNS = (
+    "[malloc]", "[metal::malloc]", "[cuda::malloc]", "unable to allocate", "out of memory",
+    "bad_alloc", "attempting to allocate", "resource limit",
+)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(sign in text for sign in OUT_OF_MEMORY_SIGNS)
+
+
+def out_of_memory_advice(config: RunConfig, step: int | None) -> str:
+    """What to lower, most effective first, with the values this run used."""
+    tc = config.train
+    where = f"after step {step}" if step is not None else "before its first report"
+    advice = [f"train.batch_size (now {tc.batch_size}; halving it roughly halves activations)",
+              f"data.max_seq_length (now {config.data.max_seq_length})"]
+    if not tc.grad_checkpoint:
+        advice.append("set train.grad_checkpoint: true (recomputes activations, ~1/3 slower)")
+    if config.model.quantize_bits is None:
+        advice.append("model.quantize_bits: 4 (QLoRA; base weights take ~1/4 of the memory)")
+    if config.lora.num_layers < 0 or config.lora.num_layers > 4:
+        advice.append(f"lora.num_layers (now {config.lora.num_layers}; -1 means all layers)")
+    return (f"training ran out of memory {where}. Lower, in this order: " + "; ".join(advice)
+            + ". `lorascope plan CONFIG` predicts the peak memory of a setting before running.")
+
+
 # ---------------------------------------------------------------- data order
 
 
@@ -87,9 +117,9 @@ def collate(examples: Sequence[Example], max_seq_length: int) -> tuple[Any, Any]
     lengths = [min(len(ids), max_seq_length) for ids, _ in examples]
     width = min(1 + 32 * ((max(lengths) + 31) // 32), max_seq_length)
     tokens = np.zeros((len(examples), width), np.int32)
-    for row, ((ids, _), length) in enumerate(zip(examples, lengths)):
+    for row, ((ids, _), length) in enumerate(zip(examples, lengths, strict=True)):
         tokens[row, :length] = ids[:length]
-    bounds = [(offset, length) for (_, offset), length in zip(examples, lengths)]
+    bounds = [(offset, length) for (_, offset), length in zip(examples, lengths, strict=True)]
     return mx.array(tokens), mx.array(bounds)
 
 
@@ -267,23 +297,30 @@ class CheckpointCallback:
         self.checkpoints, self.offset, self.state, self.sink = checkpoints, step_offset, state, sink
         self.fail_at_step = fail_at_step
         self.last_checkpoint: Path | None = None
+        self.last_step: int | None = None
+        # mlx-lm counts trained tokens from the start of each train() call.
+        self.tokens_before = int(state.get("trained_tokens", 0))
 
     def on_train_loss_report(self, info: dict[str, Any]) -> None:
         import mlx.core as mx
 
         step = self.offset + info["iteration"]
+        self.last_step = step
         loss = info["train_loss"]
         if not math.isfinite(loss):
             raise TrainingError(
                 f"training loss became {loss} at step {step}; last good checkpoint: "
                 f"{self.last_checkpoint or 'none'}. Lower train.learning_rate or check the data."
             )
-        self._emit(step, "train", loss, info)
+        trained_tokens = self.tokens_before + int(info["trained_tokens"])
+        self._emit(step, "train", loss, {**info, "trained_tokens": trained_tokens})
         if step % self.config.train.save_every == 0 or step == self.config.train.iters:
-            mx.random.seed(rng_seed_at(self.config.seed, step))
+            rng_seed = rng_seed_at(self.config.seed, step)
+            mx.random.seed(rng_seed)
             self.last_checkpoint = save_checkpoint(
                 self.checkpoints, step, self.model, self.optimizer,
-                {**self.state, "batches_consumed": step, "rng_seed": rng_seed_at(self.config.seed, step)},
+                {**self.state, "batches_consumed": step, "rng_seed": rng_seed,
+                 "trained_tokens": trained_tokens},
                 self.config.train.keep_checkpoints,
             )
         if self.fail_at_step is not None and step >= self.fail_at_step:
@@ -339,10 +376,10 @@ def train_adapters(
     mx.random.seed(config.seed)
     attach_adapters(model, config.lora)
     optimizer = build_optimizer(tc)
-    done = 0
+    done, trained_tokens = 0, 0
     latest = latest_valid_checkpoint(checkpoints, warn=log)
     if latest is not None:
-        done = _restore(latest, model, optimizer, config, data_hash, tree_unflatten)
+        done, trained_tokens = _restore(latest, model, optimizer, config, data_hash, tree_unflatten)
         log(f"resuming from {latest.name} (step {done} of {tc.iters})")
     if done < tc.iters:
         train_set = tokenize_examples(train_conversations, tokenizer, tc.mask_prompt)
@@ -350,7 +387,7 @@ def train_adapters(
         fail_at = os.environ.get("LORASCOPE_FAIL_AT_STEP")
         callback = CheckpointCallback(
             model=model, optimizer=optimizer, config=config, checkpoints=checkpoints,
-            step_offset=done, state=state, sink=sink,
+            step_offset=done, state={**state, "trained_tokens": trained_tokens}, sink=sink,
             fail_at_step=int(fail_at) if fail_at and done == 0 else None,
         )
         args = TrainingArgs(
@@ -361,12 +398,23 @@ def train_adapters(
             max_seq_length=config.data.max_seq_length, grad_checkpoint=tc.grad_checkpoint,
             grad_accumulation_steps=tc.grad_accumulation_steps,
         )
+        # mlx-lm's grad_checkpoint patches the layer class itself; undo it so that a retry in
+        # the same process (Prefect) does not wrap the call twice.
+        layer_class = type(model.layers[0])
+        layer_call = layer_class.__call__
         tic = time.perf_counter()
-        train(
-            model=model, optimizer=optimizer, train_dataset=train_set, val_dataset=valid_set,
-            args=args, iterate_batches=partial(resumable_batches, seed=config.seed, start=done),
-            training_callback=callback,
-        )
+        try:
+            train(
+                model=model, optimizer=optimizer, train_dataset=train_set, val_dataset=valid_set,
+                args=args, iterate_batches=partial(resumable_batches, seed=config.seed, start=done),
+                training_callback=callback,
+            )
+        except (MemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                raise
+            raise TrainingError(out_of_memory_advice(config, callback.last_step)) from error
+        finally:
+            layer_class.__call__ = layer_call
         seconds = time.perf_counter() - tic
         (run_dir / ".mlx_lm_adapters.safetensors").unlink(missing_ok=True)
     else:
@@ -381,7 +429,8 @@ def train_adapters(
 def _restore(
     checkpoint: Path, model: Any, optimizer: Any, config: RunConfig, data_hash: str,
     tree_unflatten: Callable[[list[tuple[str, Any]]], Any],
-) -> int:
+) -> tuple[int, int]:
+    """Load adapter, optimizer and RNG state; returns (step, trained tokens) at the checkpoint."""
     import mlx.core as mx
 
     saved = json.loads((checkpoint / "state.json").read_text())
@@ -394,12 +443,13 @@ def _restore(
             + ", ".join(conflicts)
             + ". Start a new run, or restore the original values."
         )
-    model.load_weights(list(mx.load(str(checkpoint / "adapters.safetensors")).items()), strict=False)
-    optimizer.init(model.trainable_parameters())
-    optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / "optimizer.safetensors")).items()))
+    adapter_weights = mx.load(str(checkpoint / "adapters.safetensors"))
+    model.load_weights(list(adapter_weights.items()), strict=False)
+    optimizer_state = mx.load(str(checkpoint / "optimizer.safetensors"))
+    optimizer.state = tree_unflatten(list(optimizer_state.items()))
     mx.random.seed(saved["rng_seed"])
     mx.eval(model.parameters(), optimizer.state)
-    return int(saved["step"])
+    return int(saved["step"]), int(saved.get("trained_tokens", 0))
 
 
 def _publish_adapters(checkpoint: Path, adapters: Path, config: dict[str, Any]) -> None:

@@ -1,0 +1,205 @@
+"""LoRA training throughput, side by side on one model, data set and config:
+
+  lorascope  (OpenBLAS preloaded)   vs  raw `mlx_lm lora` CLI (OpenBLAS)   target >= 0.97x
+  lorascope  (OpenBLAS preloaded)   vs  lorascope on mlx-cpu's bundled BLAS  target >= 25x
+
+plus the planner's predicted peak memory and speed against the measured ones.
+
+    python bench/train_throughput.py [--model smollm2-135m] [--steps 8] [--rounds 2]
+
+Every batch has the same shape (examples longer than --seq, truncated to it, no prompt
+masking), so the data order of each trainer does not matter: each step trains exactly
+batch x (seq - 1) tokens. tok/s is the median of the per-step rates after the first
+(which includes graph compilation), as each trainer reports it. The two OpenBLAS trainers
+run alternately `--rounds` times and each keeps its best round, so that load from other
+processes on a shared machine penalises neither side more than the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LEARNING_RATE, RANK, SCALE = 1e-5, 8, 20.0  # mlx-lm's defaults, set explicitly on both sides
+
+
+def lorascope_config(model: str, data: Path, batch: int, seq: int, steps: int) -> dict:
+    return {
+        "model": {"source": model},
+        "data": {"source": str(data), "max_seq_length": seq},
+        "lora": {"rank": RANK, "scale": SCALE, "dropout": 0.0, "num_layers": -1},
+        "train": {"iters": steps, "batch_size": batch, "learning_rate": LEARNING_RATE,
+                  "lr_schedule": "constant", "optimizer": "adam", "mask_prompt": False,
+                  "steps_per_report": 1, "steps_per_eval": steps + 1, "val_batches": 1,
+                  "save_every": steps},
+    }
+
+
+def write_bench_data(model: str, seq: int, batch: int, home: Path, folder: Path) -> int:
+    """The built-in training split's conversations at least `seq` tokens long, as mlx-lm
+    chat JSONL (train/valid/test); returns how many."""
+    from mlx_lm.tokenizer_utils import load as load_tokenizer
+
+    from lorascope.builtin_data import resolve_data_source
+    from lorascope.chat import conversation_tokens, ensure_chat_template
+    from lorascope.data import load_splits
+    from lorascope.models import resolve_model
+
+    tokenizer = ensure_chat_template(load_tokenizer(resolve_model(model, home)))
+    train = load_splits(resolve_data_source("builtin:sciq-format", home))["train"]
+    long = [r.messages for r in train
+            if len(conversation_tokens(tokenizer, r.messages)[0]) >= seq + 1]
+    if len(long) < 2 * batch:
+        raise SystemExit(f"only {len(long)} examples reach {seq} tokens: lower --seq")
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = "".join(json.dumps({"messages": m}) + "\n" for m in long)
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.jsonl").write_text(lines)
+    return len(long)
+
+
+def lorascope_worker(config: dict, home: Path) -> dict:
+    """One lorascope training run in this process; rates as mlx-lm's trainer reports them."""
+    import mlx.core as mx
+
+    from lorascope.config import parse_config
+    from lorascope.data import load_splits
+    from lorascope.models import load_model, resolve_model
+    from lorascope.training import train_adapters
+
+    run_config = parse_config(config)
+    model_path = resolve_model(run_config.model.source, home)
+    splits = load_splits(run_config.data.source)
+    model, tokenizer = load_model(model_path)
+    mx.eval(model.parameters())
+    mx.reset_peak_memory()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as run_dir:
+        train_adapters(model, tokenizer, [r.messages for r in splits["train"]],
+                       [r.messages for r in splits["valid"]], run_config, model_path,
+                       Path(run_dir), "bench", "bench", sink=rows.extend, log=lambda _: None)
+    rates = [r["tokens_per_second"] for r in rows if r["split"] == "train"]
+    return {"rates": rates, "peak_gb": mx.get_peak_memory() / 1e9}
+
+
+def run_lorascope(config: dict, home: Path, preload: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if preload:
+        env["LD_PRELOAD"] = preload
+    command = [sys.executable, __file__, "--worker", json.dumps(config), "--home", str(home)]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"lorascope worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# `mlx_lm lora` prints one line per report: iteration, loss and an arrow, tok/s, trained k.
+REPORT = re.compile(r"^\s*(\d+)\s+[\d.]+\s+[▼▲]\s+([\d,]+)\s+[\d.]+k\s*$")
+
+
+def run_mlx_lm(model_path: Path, data: Path, batch: int, seq: int, steps: int,
+               preload: str) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "lora.yaml"
+        config.write_text(json.dumps({
+            "lora_parameters": {"rank": RANK, "scale": SCALE, "dropout": 0.0},
+        }))
+        command = [
+            sys.executable, "-m", "mlx_lm", "lora", "--train", "--model", str(model_path),
+            "--data", str(data), "--batch-size", str(batch), "--iters", str(steps),
+            "--num-layers", "-1", "--max-seq-length", str(seq), "--learning-rate",
+            str(LEARNING_RATE), "--steps-per-report", "1", "--steps-per-eval", str(steps + 1),
+            "--val-batches", "1", "--save-every", str(steps + 1), "--adapter-path",
+            str(Path(folder) / "adapters"), "--config", str(config),
+        ]
+        env = {**os.environ, "LD_PRELOAD": preload, "COLUMNS": "200"}
+        done = subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"mlx_lm lora failed:\n{done.stderr[-3000:]}")
+    rates = [float(m.group(2).replace(",", "")) for line in done.stdout.splitlines()
+             if (m := REPORT.match(re.sub(r"\x1b\[[0-9;]*m", "", line)))]
+    if len(rates) != steps:
+        raise SystemExit(f"parsed {len(rates)} of {steps} reports from:\n{done.stdout[-3000:]}")
+    return {"rates": rates}
+
+
+def steady(rates: list[float]) -> float:
+    return statistics.median(rates[1:] or rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=64, help="tokens per row (all rows full)")
+    parser.add_argument("--steps", type=int, default=8, help="steps of the OpenBLAS runs")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating OpenBLAS rounds")
+    parser.add_argument("--stock-steps", type=int, default=2, help="steps on the stock BLAS")
+    parser.add_argument("--home", default=os.environ.get("LORASCOPE_HOME", ".lorascope"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    home = Path(args.home).resolve()
+    if args.worker:
+        print(json.dumps(lorascope_worker(json.loads(args.worker), home)))
+        return
+
+    from lorascope.blas import find_optimized_blas
+    from lorascope.config import parse_config
+    from lorascope.models import resolve_model
+    from lorascope.planner import HARDWARE, DataStats, model_dims_for, plan_run
+
+    openblas = find_optimized_blas()
+    if openblas is None:
+        raise SystemExit("no optimized BLAS found: apt-get install libopenblas0-pthread")
+    model_path = resolve_model(args.model, home)
+    with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch) / "data"
+        examples = write_bench_data(args.model, args.seq, args.batch_size, home, data)
+        config = lorascope_config(args.model, data, args.batch_size, args.seq, args.steps)
+        ours_rounds, raw_rounds = [], []
+        for _ in range(args.rounds):
+            ours_rounds.append(run_lorascope(config, home, str(openblas)))
+            raw_rounds.append(run_mlx_lm(model_path, data, args.batch_size, args.seq,
+                                         args.steps, str(openblas)))
+        stock_config = lorascope_config(args.model, data, args.batch_size, args.seq,
+                                        args.stock_steps)
+        stock = run_lorascope(stock_config, home, None)
+
+    run_config = parse_config(config)
+    plan = plan_run(model_dims_for(args.model, home), run_config, HARDWARE["linux-cpu-2core"],
+                    DataStats(examples, args.seq, args.seq + 1))
+    ours = max(ours_rounds, key=lambda r: steady(r["rates"]))
+    raw = max(raw_rounds, key=lambda r: steady(r["rates"]))
+    fast, reference, slow = steady(ours["rates"]), steady(raw["rates"]), steady(stock["rates"])
+    tokens = args.batch_size * (args.seq - 1)
+    print(f"LoRA training on {args.model}: batch {args.batch_size} x {args.seq} tokens "
+          f"({tokens} trained tokens/step), rank {RANK}, all layers, {examples} examples")
+    print(f"median tok/s over steps 2..N as each trainer reports it, best of {args.rounds} "
+          "alternating rounds for the OpenBLAS rows\n")
+    print(f"{'trainer':<44}{'steps':>6}{'tok/s':>10}{'ratio':>9}  target")
+    print(f"{'lorascope, OpenBLAS preloaded':<44}{args.steps:>6}{fast:>10.1f}{1:>9.2f}")
+    print(f"{'mlx_lm lora CLI, OpenBLAS preloaded':<44}{args.steps:>6}{reference:>10.1f}"
+          f"{fast / reference:>8.2f}x  lorascope/mlx_lm >= 0.97")
+    print(f"{'lorascope, mlx-cpu bundled reference BLAS':<44}{args.stock_steps:>6}{slow:>10.1f}"
+          f"{fast / slow:>8.1f}x  OpenBLAS/stock >= 25")
+    print("\nplanner (linux-cpu-2core) vs measured, lorascope run:")
+    print(f"  peak memory  predicted {plan.peak_memory_gb:.3f} GB, measured "
+          f"{ours['peak_gb']:.3f} GB ({100 * (plan.peak_memory_gb / ours['peak_gb'] - 1):+.1f} %)")
+    print(f"  speed        predicted {plan.tokens_per_second:.0f} tok/s, measured {fast:.0f} "
+          f"tok/s ({100 * (plan.tokens_per_second / fast - 1):+.1f} %)")
+    print("  per-round medians: lorascope "
+          f"{[round(steady(r['rates'])) for r in ours_rounds]}, mlx_lm "
+          f"{[round(steady(r['rates'])) for r in raw_rounds]}; stock steps "
+          f"{[round(r, 1) for r in stock['rates']]}")
+
+
+if __name__ == "__main__":
+    main()

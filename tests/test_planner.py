@@ -1,0 +1,177 @@
+"""The planner's predictions against real models and real training steps on tiny-mistral."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lorascope.cli import main
+from lorascope.config import parse_config
+from lorascope.planner import (
+    HARDWARE,
+    KNOWN_CONFIGS,
+    DataStats,
+    dims_from_config,
+    memory_breakdown,
+    padded_length,
+    plan_run,
+    trainable_parameters,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Measures the peak memory of a few real training steps in a fresh process (nothing else
+# allocated), on conversations longer than max_seq_length so every batch is full width.
+PEAK_WORKER = """
+import json, sys, tempfile
+from pathlib import Path
+import mlx.core as mx
+from lorascope.config import parse_config
+from lorascope.models import load_model
+from lorascope.training import train_adapters
+
+config = parse_config(json.loads(sys.argv[1]))
+model_path = Path(sys.argv[2])
+model, tokenizer = load_model(model_path, quantize_bits=config.model.quantize_bits)
+words = "the quick brown fox jumps over a lazy dog while seven wizards judge".split()
+def conversation(i):
+    n = 2 * config.data.max_seq_length
+    answer = " ".join(words[(3 * i + j) % len(words)] for j in range(n))
+    return [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": answer}]
+conversations = [conversation(i) for i in range(4 * config.train.batch_size)]
+mx.eval(model.parameters())
+mx.reset_peak_memory()
+with tempfile.TemporaryDirectory() as run_dir:
+    train_adapters(model, tokenizer, conversations, conversations[: config.train.batch_size],
+                   config, model_path, Path(run_dir), "test", "data", log=lambda _: None)
+print(json.dumps({"peak_gb": mx.get_peak_memory() / 1e9}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_config_json(tiny_mistral_dir: Path) -> dict[str, Any]:
+    return json.loads((tiny_mistral_dir / "config.json").read_text())
+
+
+def measured_peak_gb(config: dict[str, Any], model_dir: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("LORASCOPE_FAIL_AT_STEP", None)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_WORKER, json.dumps(config), str(model_dir)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_gb"]
+
+
+def test_model_dims_count_the_same_parameters_as_the_loaded_model(
+    tiny_mistral_dir: Path, tiny_config_json: dict
+) -> None:
+    from mlx.utils import tree_flatten
+
+    from lorascope.models import load_model
+
+    model, _ = load_model(tiny_mistral_dir)
+    loaded = sum(v.size for _, v in tree_flatten(model.parameters()))
+    assert dims_from_config(tiny_config_json).parameters == loaded
+
+
+@pytest.mark.parametrize("lora", [
+    {"rank": 8},
+    {"rank": 4, "fine_tune_type": "dora", "num_layers": 1},
+    {"rank": 16, "target_modules": ["self_attn.q_proj", "mlp.down_proj"]},
+    {"fine_tune_type": "full", "num_layers": 1},
+])
+def test_trainable_parameters_match_the_model_after_attaching_adapters(
+    lora: dict, tiny_mistral_dir: Path, tiny_config_json: dict
+) -> None:
+    from mlx.utils import tree_flatten
+
+    from lorascope.models import load_model
+    from lorascope.training import attach_adapters
+
+    config = parse_config({"lora": lora})
+    model, _ = load_model(tiny_mistral_dir)
+    attach_adapters(model, config.lora)
+    actual = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
+    assert trainable_parameters(dims_from_config(tiny_config_json), config.lora) == actual
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("settings", [
+    {"train": {"batch_size": 3}, "data": {"max_seq_length": 384}},
+    {"train": {"batch_size": 2, "grad_checkpoint": True}, "data": {"max_seq_length": 320},
+     "lora": {"rank": 16}},
+    {"train": {"batch_size": 2}, "data": {"max_seq_length": 256}, "model": {"quantize_bits": 4},
+     "lora": {"num_layers": 1}},
+], ids=["lora", "grad-checkpoint", "qlora-one-layer"])
+def test_predicted_peak_memory_is_within_15_percent_of_measured_on_tiny_mistral(
+    settings: dict, tiny_mistral_dir: Path, tiny_config_json: dict
+) -> None:
+    config = {"model": {"source": "tiny-mistral"}, "lora": {"rank": 8},
+              "train": {"iters": 2, "steps_per_report": 1, "save_every": 2,
+                        "steps_per_eval": 100, "val_batches": 1}}
+    for section, values in settings.items():
+        config.setdefault(section, {}).update(values)
+    run_config = parse_config(config)
+    sequence = run_config.data.max_seq_length
+    predicted = sum(memory_breakdown(dims_from_config(tiny_config_json), run_config,
+                                     sequence).values())
+    measured = measured_peak_gb(config, tiny_mistral_dir)
+    print(f"predicted {predicted:.4f} GB, measured {measured:.4f} GB")
+    assert abs(predicted / measured - 1) <= 0.15, (predicted, measured)
+
+
+def test_grad_checkpointing_and_quantization_lower_the_predicted_peak() -> None:
+    dims = dims_from_config(KNOWN_CONFIGS["mistralai/Mistral-7B-v0.1"])
+    plain = parse_config({"train": {"batch_size": 4}})
+    checkpointed = parse_config({"train": {"batch_size": 4, "grad_checkpoint": True}})
+    quantized = parse_config({"train": {"batch_size": 4}, "model": {"quantize_bits": 4}})
+    memory = {name: memory_breakdown(dims, config, 512)
+              for name, config in [("plain", plain), ("gc", checkpointed), ("q", quantized)]}
+    assert memory["gc"]["activations"] < memory["plain"]["activations"] / 5
+    # bf16 weights 2 bytes each; 4-bit with a bf16 scale and bias per 64 ~ 0.56 bytes.
+    assert memory["plain"]["weights"] == pytest.approx(7.24 * 2, rel=0.01)
+    assert memory["q"]["weights"] == pytest.approx(4.26, rel=0.02)
+
+
+def test_the_published_m1_max_run_is_reproduced_by_its_hardware_rate() -> None:
+    # mlx-examples LORA.md: Mistral-7B, batch 1, --lora-layers 4, ~250 tokens/s on an M1 Max.
+    dims = dims_from_config(KNOWN_CONFIGS["mistralai/Mistral-7B-v0.1"])
+    config = parse_config({"lora": {"num_layers": 4}, "train": {"batch_size": 1}})
+    data = DataStats(examples=1000, mean_tokens=100, longest_tokens=99)
+    plan = plan_run(dims, config, HARDWARE["m1-max"], data)
+    assert plan.tokens_per_second == pytest.approx(250, rel=0.05)
+
+
+def test_time_energy_and_cost_follow_from_tokens_per_second_and_watts() -> None:
+    dims = dims_from_config(KNOWN_CONFIGS["mistralai/Mistral-7B-v0.1"])
+    config = parse_config({"train": {"batch_size": 4, "iters": 100}})
+    data = DataStats(examples=1000, mean_tokens=200, longest_tokens=300)
+    plan = plan_run(dims, config, HARDWARE["m2-ultra"], data, tokens_per_second=400,
+                    watts=100, price_per_kwh=0.5)
+    assert plan.tokens_per_step == 800
+    assert plan.steps_per_epoch == 250
+    assert plan.seconds_per_epoch == pytest.approx(250 * 800 / 400)
+    assert plan.seconds_for_run == pytest.approx(100 * 2)
+    assert plan.energy_kwh == pytest.approx(100 * 200 / 3.6e6)
+    assert plan.cost == pytest.approx(plan.energy_kwh * 0.5)
+    assert plan.sequence_length == padded_length(300, 512) == 321
+
+
+def test_plan_command_prints_memory_speed_and_energy_for_a_hub_model_offline(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["plan", str(ROOT / "configs" / "mistral-7b-qlora.yaml"), "--hardware",
+                 "m2-ultra", "--no-data", "--set", "train.batch_size=1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for label in ("peak memory", "weights", "activations", "tokens per step   512",
+                  "Apple M2 Ultra", "time for run", "kWh"):
+        assert label in out

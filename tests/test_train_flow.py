@@ -1,0 +1,63 @@
+"""The pipeline flow survives a training failure: Prefect retries the train task, which resumes
+from its newest checkpoint instead of starting over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import warehouse
+from lorascope.home import warehouse_path
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_before_k(
+    prefect_harness, tiny_config, tiny_mistral_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from flows.pipeline import pipeline
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    # Reports every 2 steps, checkpoints every 4, validation every 3: a validation row at a
+    # step that is not 0, a multiple of 3 minus one, or the last step can only come from
+    # mlx-lm's validation at the first iteration of a train() call that started there.
+    config = tiny_config(train={"iters": 8, "steps_per_report": 2, "save_every": 4,
+                                "steps_per_eval": 3, "keep_checkpoints": 5})
+    fail_at = 6
+    monkeypatch.setenv("LORASCOPE_FAIL_AT_STEP", str(fail_at))
+
+    state = pipeline(str(config), home=str(home), return_state=True)
+
+    assert state.is_completed(), state.message
+    run_id = state.result()
+    _, rows = warehouse.query(
+        warehouse_path(home),
+        "select step, split, trained_tokens from train_metrics where run_id = ? order by step",
+        [run_id])
+    train_steps = [step for step, split, _ in rows if split == "train"]
+    valid_steps = [step for step, split, _ in rows if split == "valid"]
+    assert train_steps == [2, 4, 6, 8]
+    # The retry started at the checkpoint before the failure (4 <= 6), not at step 0.
+    resumed_from = 4
+    assert valid_steps == [0, 2, resumed_from, 5, 6, 7]
+    # trained_tokens continues across the retry instead of restarting from zero.
+    tokens = [t for _, split, t in rows if split == "train"]
+    assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
+
+    async def train_task_runs() -> list:
+        async with get_client() as client:
+            return await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            )
+
+    (train_run,) = [t for t in run_coro_as_sync(train_task_runs()) if t.name.startswith("train")]
+    assert train_run.run_count == 2
+    assert train_run.state.is_completed()
