@@ -33,12 +33,12 @@ from lorascope.data import (
     Record,
     content_text,
     dataset_hash,
-    find_duplicates,
     read_source,
     record_line,
     token_counts,
     tokenizer_for,
 )
+from lorascope.dedup import find_duplicates
 from lorascope.home import warehouse_path
 from lorascope.models import resolve_model
 from lorascope.runinfo import code_version, run_dir, run_id_for, utc_now

@@ -28,13 +28,13 @@ from lorascope.data import (
     Record,
     build_validation_frame,
     dataset_hash,
-    find_duplicates,
     load_jsonl,
     load_splits,
     read_file,
     read_source,
     token_counts,
 )
+from lorascope.dedup import find_duplicates
 from tasks.prepare import prepare_data, prepare_splits, split_records
 
 SPLIT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "eval_prompts.jsonl")
