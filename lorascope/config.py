@@ -36,22 +36,76 @@ class ModelConfig(_Section):
     )
 
 
+# Standard row fields that data.columns may map odd source column names to.
+DATA_FIELDS = ("messages", "conversations", "prompt", "completion", "text", "instruction",
+               "input", "output", "system", "label")
+# Row-level rules of the instruction-data suite, by the validation frame column they check.
+ROW_RULES = ("roles_valid", "roles_alternate", "empty_assistant", "valid_utf8", "token_count",
+             "leaks_into_eval")
+
+
 class DataConfig(_Section):
     source: str = Field(
         "builtin:sciq-format",
-        description="Training data: 'builtin:NAME' or a folder with train/valid/test.jsonl "
-        "in mlx-lm's formats.",
+        description="Training data: 'builtin:NAME'; a .jsonl/.json/.parquet/.csv file; a folder "
+        "of train/valid/test files or saved with datasets' save_to_disk; or 'hf:OWNER/NAME' "
+        "(Hugging Face Hub, needs network). A source without a valid split is split here.",
     )
     eval_prompts: str = Field(
         "builtin:sciq-format",
         description="Evaluation prompts: 'builtin:NAME' or a JSONL file (id, domain, messages, "
         "reference).",
     )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Standard field -> the source's column name, e.g. {instruction: question, "
+        "output: answer, label: category}. Fields: " + ", ".join(DATA_FIELDS) + ".",
+    )
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="Share split off as valid.")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="Share split off as test.")
+    split_seed: int = Field(0, description="Seed of the train/valid/test split.")
+    dedup: bool = Field(True, description="Drop exact duplicates (normalized text).")
+    near_duplicate_threshold: float | None = Field(
+        0.9, gt=0, le=1,
+        description="Drop rows whose word-3-gram Jaccard similarity to a kept row is at least "
+        "this; null turns near-duplicate removal off. Needs dedup.",
+    )
     max_seq_length: int = Field(512, gt=8, description="Longest tokenized example allowed.")
+    over_length: Literal["fail", "drop"] = Field(
+        "fail",
+        description="Rows longer than max_seq_length: 'fail' validation, or 'drop' them "
+        "(counted in the validation report).",
+    )
     mostly: float = Field(
         1.0, ge=0, le=1, description="Fraction of rows that must pass each row-level rule."
     )
+    mostly_by_rule: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-rule override of mostly, keyed by " + ", ".join(ROW_RULES) + ".",
+    )
     max_duplicate_fraction: float = Field(0.01, ge=0, le=1)
+    max_label_fraction: float | None = Field(
+        None, gt=0, le=1,
+        description="Class/domain balance: no label (see data.columns) may hold more than "
+        "this share of its split. Null skips the check.",
+    )
+
+    @model_validator(mode="after")
+    def _known_names(self) -> DataConfig:
+        unknown = sorted(set(self.columns) - set(DATA_FIELDS))
+        if unknown:
+            raise ValueError(f"data.columns: unknown field(s) {unknown}; known: {DATA_FIELDS}")
+        unknown = sorted(set(self.mostly_by_rule) - set(ROW_RULES))
+        if unknown:
+            raise ValueError(f"data.mostly_by_rule: unknown rule(s) {unknown}; known: {ROW_RULES}")
+        if any(not 0 <= value <= 1 for value in self.mostly_by_rule.values()):
+            raise ValueError("data.mostly_by_rule: values must be between 0 and 1")
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise ValueError("data.valid_fraction + data.test_fraction must be below 1")
+        return self
+
+    def mostly_for(self, rule: str) -> float:
+        return self.mostly_by_rule.get(rule, self.mostly)
 
 
 class LoraConfig(_Section):
@@ -139,6 +193,44 @@ class EvalConfig(_Section):
         description="Log-likelihood multiple-choice tasks run on base and tuned.",
     )
     capability_limit: int = Field(100, gt=0, description="Questions per capability task.")
+    ifeval_prompts: bool = Field(
+        True, description="Add the built-in IFEval-style prompts (lm-eval's checkers score them)."
+    )
+    perplexity_corpora: list[str] = Field(
+        default_factory=lambda: ["wikipedia_boolq"],
+        description="Held-out text scored for perplexity on base and tuned.",
+    )
+    perplexity_limit: int = Field(32, ge=0, description="Passages per perplexity corpus.")
+    attention_prompts: int = Field(
+        8, ge=0, description="Prompts (spread over domains) whose attention maps are compared "
+        "base vs tuned; 0 skips the attention analysis."
+    )
+    attention_max_tokens: int = Field(
+        256, gt=1, description="Prompt tokens kept per attention comparison (maps grow as n²)."
+    )
+    gate: Literal["fail", "mark", "off"] = Field(
+        "mark",
+        description="Capability regression gate: 'fail' fails the flow, 'mark' records the "
+        "verdict in the warehouse and report only, 'off' skips it.",
+    )
+    gate_max_drop: float = Field(
+        0.05, ge=0, le=1, description="Largest accuracy drop (tuned - base) a task may show."
+    )
+    gate_require_ci: bool = Field(
+        True, description="Fail a task only if the 95 % CI of its drop also excludes 0."
+    )
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> EvalConfig:
+        from lorascope.capability import PERPLEXITY_CORPORA, TASKS
+
+        for key, names, known in (("capability_tasks", self.capability_tasks, TASKS),
+                                  ("perplexity_corpora", self.perplexity_corpora,
+                                   PERPLEXITY_CORPORA)):
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(f"eval.{key}: unknown {unknown}; known: {', '.join(known)}")
+        return self
 
 
 class RunConfig(_Section):

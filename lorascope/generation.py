@@ -1,8 +1,13 @@
-"""Batched generation for evaluation prompts, on mlx-lm's `batch_generate`.
+"""Batched generation for evaluation prompts, on mlx-lm's `BatchGenerator`.
 
-Prompts run in chunks of `eval.batch_size`; each finished chunk is handed to `on_rows` so the
-caller can land it in the warehouse at once, and prompts already there are skipped: an
-interrupted generation step resumes where it stopped.
+Prompts run in chunks of `eval.batch_size` (left-padded by mlx-lm, each stopping at its own
+EOS or at `max_tokens`); each finished chunk is handed to `on_rows` so the caller can land it
+in the warehouse at once, and prompts already there are skipped: an interrupted generation
+step resumes where it stopped.
+
+We drive `BatchGenerator` with the loop of mlx-lm's `batch_generate` rather than calling that
+function, because it reports time per batch only: here every prompt gets its own latency (from
+the start of its batch to its last token) and the finish reason mlx-lm gave it.
 """
 
 from __future__ import annotations
@@ -26,32 +31,84 @@ class EvalPrompt:
     messages: list[dict[str, str]]
     reference: str | None = None
     aliases: list[str] = field(default_factory=list)
+    # IFEval instructions to verify: [{"id": "punctuation:no_comma", "kwargs": {}}, ...]
+    instructions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def user_text(self) -> str:
         return next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
 
 
-def load_eval_prompts(path: Path) -> list[EvalPrompt]:
+def eval_prompt(row: dict[str, Any], where: str) -> EvalPrompt:
+    if row.get("instructions"):
+        from lorascope.ifeval import validate_instructions
+
+        validate_instructions(row["instructions"], where)
+    try:
+        return EvalPrompt(
+            prompt_id=str(row["id"]), domain=row.get("domain", "in_domain"),
+            category=row.get("category", ""), messages=row["messages"],
+            reference=row.get("reference"), aliases=list(row.get("aliases") or []),
+            instructions=list(row.get("instructions") or []),
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{where}: not a valid eval prompt ({error!r})") from None
+
+
+def load_eval_prompts(path: Path, include_ifeval: bool = False) -> list[EvalPrompt]:
+    """The prompts of a JSONL file, plus the built-in IFEval-style prompts if asked."""
     prompts = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                prompts.append(EvalPrompt(
-                    prompt_id=str(row["id"]), domain=row.get("domain", "in_domain"),
-                    category=row.get("category", ""), messages=row["messages"],
-                    reference=row.get("reference"), aliases=list(row.get("aliases") or []),
-                ))
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: not a valid eval prompt ({error})") from None
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except ValueError as error:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({error})") from None
+                prompts.append(eval_prompt(row, f"{path}:{number}"))
+    if include_ifeval:
+        from lorascope.ifeval import BUILTIN_PROMPTS, builtin_prompt_rows
+
+        prompts += [eval_prompt(row, str(BUILTIN_PROMPTS)) for row in builtin_prompt_rows()]
+    ids = [p.prompt_id for p in prompts]
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"{path}: prompt id {duplicate!r} is used twice")
     return prompts
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     return (items[i : i + size] for i in range(0, len(items), size))
+
+
+def generate_batch(
+    model: Any, tokenizer: Any, token_lists: list[list[int]], max_tokens: int, sampler: Any,
+) -> list[dict[str, Any]]:
+    """One batch through mlx-lm's BatchGenerator: text, tokens, finish reason, latency each."""
+    from mlx_lm.generate import BatchGenerator
+
+    generator = BatchGenerator(
+        model, stop_tokens=[[t] for t in tokenizer.eos_token_ids], sampler=sampler,
+        completion_batch_size=len(token_lists), prefill_batch_size=len(token_lists),
+    )
+    uids = generator.insert(token_lists, [max_tokens] * len(token_lists))
+    tokens: dict[int, list[int]] = {uid: [] for uid in uids}
+    finished: dict[int, tuple[str, float]] = {}
+    tic = time.perf_counter()
+    try:
+        while responses := generator.next_generated():
+            for r in responses:
+                if r.finish_reason != "stop":  # the EOS token itself is not part of the text
+                    tokens[r.uid].append(r.token)
+                if r.finish_reason is not None:
+                    finished[r.uid] = (r.finish_reason, time.perf_counter() - tic)
+    finally:
+        generator.close()
+    return [
+        {"output_text": tokenizer.decode(tokens[uid]), "output_tokens": len(tokens[uid]),
+         "finish_reason": finished[uid][0], "latency_seconds": finished[uid][1]}
+        for uid in uids
+    ]
 
 
 def generate_answers(
@@ -65,7 +122,6 @@ def generate_answers(
 ) -> int:
     """Generate for every prompt not in `skip_ids`; returns how many were generated."""
     import mlx.core as mx
-    from mlx_lm.generate import batch_generate
     from mlx_lm.sample_utils import make_sampler
 
     pending = [p for p in prompts if p.prompt_id not in skip_ids]
@@ -74,22 +130,19 @@ def generate_answers(
         mx.random.seed(seed + index)  # sampling is reproducible per chunk, even on resume
         token_lists = [prompt_tokens(tokenizer, p.messages) for p in chunk]
         tic = time.perf_counter()
-        response = batch_generate(
-            model, tokenizer, token_lists, max_tokens=settings.max_tokens,
-            sampler=sampler, return_token_ids=True,
-        )
+        outputs = generate_batch(model, tokenizer, token_lists, settings.max_tokens, sampler)
         elapsed = time.perf_counter() - tic
+        throughput = sum(o["output_tokens"] for o in outputs) / elapsed
         on_rows([
             {
                 "prompt_id": p.prompt_id,
                 "prompt_text": tokenizer.decode(ids),
-                "output_text": text,
                 "prompt_tokens": len(ids),
-                "output_tokens": len(out),
-                "finish_reason": "length" if len(out) >= settings.max_tokens else "stop",
-                # batch_generate reports per batch, so each prompt carries its batch's time.
-                "latency_seconds": elapsed,
+                **output,
+                "batch_index": index,
+                "batch_size": len(chunk),
+                "batch_tokens_per_second": throughput,
             }
-            for p, ids, text, out in zip(chunk, token_lists, response.texts, response.token_ids)
+            for p, ids, output in zip(chunk, token_lists, outputs, strict=True)
         ])
     return len(pending)

@@ -39,7 +39,8 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 def render_report(title: str, facts: dict[str, Any], sections: Sequence[Section]) -> str:
     parts = [f"# {title}", "", markdown_table(["", ""], list(facts.items())), ""]
     for section in sections:
-        parts += [f"## {section.title}", "", section.intro, "", markdown_table(section.columns, section.rows),
-                  "", "<details><summary>SQL</summary>", "", "```sql", section.sql.strip(), "```",
+        parts += [f"## {section.title}", "", section.intro, "",
+                  markdown_table(section.columns, section.rows), "",
+                  "<details><summary>SQL</summary>", "", "```sql", section.sql.strip(), "```",
                   "", "</details>", ""]
     return "\n".join(parts)

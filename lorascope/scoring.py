@@ -1,4 +1,10 @@
-"""Per-generation scores and failure modes: pure functions of (prompt, output) text.
+"""Per-generation scores: pure functions of (prompt, output) text.
+
+- IFEval prompts (with `instructions`): lm-eval's strict and loose checks, per instruction and
+  per prompt (lorascope.ifeval).
+- Prompts with a reference: exact match and ROUGE-L F1 (rouge-score, lm-eval's scorer).
+- The demo's tuning goal on the other prompts: the house "Answer:/Explanation:" format and the
+  right answer in it.
 
 Answer matching normalizes the way SQuAD / TriviaQA evaluation does (lowercase, drop
 punctuation and articles, collapse spaces), which is also lm-evaluation-harness's habit.
@@ -6,16 +12,28 @@ punctuation and articles, collapse spaces), which is also lm-evaluation-harness'
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+from lorascope.failures import Failure, find_failures
 from lorascope.generation import EvalPrompt
+from lorascope.ifeval import InstructionResult, check_instructions, prompt_scores
 
-HOUSE_FORMAT = re.compile(r"^\s*Answer:\s*(?P<answer>[^\n]+)\n+\s*Explanation:\s*(?P<why>\S.*)", re.S)
-TEMPLATE_TOKENS = ("[INST]", "[/INST]", "<|im_start|>", "<|im_end|>", "<s>", "</s>")
-REFUSAL = re.compile(r"\b(I can(?:no|')t|I'm (?:not able|unable)|I am (?:not able|unable)|as an AI)\b", re.I)
+HOUSE_FORMAT = re.compile(
+    r"^\s*Answer:\s*(?P<answer>[^\n]+)\n+\s*Explanation:\s*(?P<why>\S.*)", re.S
+)
+HOUSE_FORMAT_ID = "house_format"  # the demo's format, reported beside IFEval's instruction ids
+
+
+@dataclass(frozen=True)
+class GenerationScore:
+    scores: dict[str, float]
+    instructions: list[InstructionResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
 
 
 def normalize_answer(text: str) -> str:
@@ -27,7 +45,9 @@ def normalize_answer(text: str) -> str:
 
 def contains_answer(text: str, references: Iterable[str]) -> bool:
     haystack = f" {normalize_answer(text)} "
-    return any(f" {normalize_answer(ref)} " in haystack for ref in references if normalize_answer(ref))
+    return any(
+        f" {normalize_answer(ref)} " in haystack for ref in references if normalize_answer(ref)
+    )
 
 
 def goal_scores(prompt: EvalPrompt, output: str) -> dict[str, float]:
@@ -37,7 +57,6 @@ def goal_scores(prompt: EvalPrompt, output: str) -> dict[str, float]:
     scores = {
         "format_ok": float(match is not None),
         "starts_with_answer": float(output.lstrip().startswith("Answer:")),
-        "words": float(len(output.split())),
     }
     if references:
         scores["answer_in_output"] = float(contains_answer(output, references))
@@ -47,28 +66,38 @@ def goal_scores(prompt: EvalPrompt, output: str) -> dict[str, float]:
     return scores
 
 
-def repeated_ngram_fraction(text: str, n: int = 4) -> float:
-    words = text.split()
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return 0.0 if not grams else 1 - len(set(grams)) / len(grams)
+@functools.cache
+def _rouge() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"])
 
 
-def failure_modes(prompt: EvalPrompt, output: str, finish_reason: str) -> list[dict[str, Any]]:
-    """Failure modes found in one generation, each with the evidence span."""
-    found: list[tuple[str, str]] = []
-    stripped = output.strip()
-    if not stripped:
-        found.append(("empty", ""))
-    if finish_reason == "length":
-        found.append(("truncated", output[-80:]))
-    if repeated_ngram_fraction(output) > 0.3:
-        found.append(("repetition", output[:120]))
-    leaked = next((token for token in TEMPLATE_TOKENS if token in output), None)
-    if leaked:
-        found.append(("template_leak", leaked))
-    if refusal := REFUSAL.search(output):
-        found.append(("refusal", refusal.group(0)))
-    user = prompt.user_text.strip()
-    if user and stripped.startswith(user[:40]):
-        found.append(("prompt_echo", stripped[:80]))
-    return [{"mode": mode, "evidence": evidence} for mode, evidence in found]
+def reference_scores(output: str, references: Iterable[str]) -> dict[str, float]:
+    """Best exact match and ROUGE-L F1 over the references (lm-eval takes the max too)."""
+    references = [r for r in references if r]
+    return {
+        "exact_match": float(any(normalize_answer(output) == normalize_answer(r)
+                                 for r in references)),
+        "rouge_l": max(_rouge().score(r, output)["rougeL"].fmeasure for r in references),
+    }
+
+
+def score_generation(prompt: EvalPrompt, output: str, finish_reason: str) -> GenerationScore:
+    """All scores, instruction results and failure modes of one generation."""
+    scores = {"words": float(len(output.split()))}
+    instructions: list[InstructionResult] = []
+    broken: list[str] = []
+    if prompt.instructions:
+        instructions = check_instructions(prompt.user_text, prompt.instructions, output)
+        scores |= prompt_scores(instructions)
+        broken = [r.instruction_id for r in instructions if not r.strict]
+    else:
+        goal = goal_scores(prompt, output)
+        scores |= goal
+        if not goal["format_ok"]:
+            broken = [HOUSE_FORMAT_ID]
+    if prompt.reference:
+        scores |= reference_scores(output, [prompt.reference, *prompt.aliases])
+    failures = find_failures(prompt, output, finish_reason, broken)
+    return GenerationScore(scores, instructions, failures)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -12,6 +12,7 @@ import warehouse
 from lorascope.blas import describe_blas
 from lorascope.context import RunContext
 from lorascope.report import Section, render_report
+from tasks.evaluate import capability_gate, enforce_capability_gate
 
 # (title, intro, SQL with one `?` for the run id)
 SECTIONS = (
@@ -21,13 +22,30 @@ SECTIONS = (
      "`Answer:` line; `answer_in_output`: anywhere in the output. Out-of-domain prompts test "
      "whether the tuning transfers.",
      "select * exclude (run_id) from goal_improvement where run_id = ? order by domain, metric"),
+    ("Instruction following (IFEval)",
+     "lm-evaluation-harness's IFEval checkers on the IFEval-style prompts: strict on the "
+     "response as is, loose after dropping its first/last line or markdown asterisks; "
+     "`prompt` level needs every instruction of a prompt followed.",
+     "select * exclude (run_id) from instruction_following where run_id = ? "
+     "order by level desc, instruction_id = '(all)' desc, instruction_id"),
     ("Capability preservation",
      "Log-likelihood multiple choice (lm-evaluation-harness's acc / acc_norm) on the same "
      "questions for both models; the CI is of the paired per-question difference.",
      "select * exclude (run_id) from capability_preservation where run_id = ? order by task"),
+    ("Perplexity on held-out text",
+     "Perplexity of both models on the same general-text passages; the CI is of the paired "
+     "per-passage change in NLL per token (positive: tuned finds the text less likely).",
+     "select * exclude (run_id) from perplexity_preservation where run_id = ? order by corpus"),
+    ("Capability gate",
+     "A task fails when its accuracy dropped by more than the allowed amount (and, if "
+     "required, the 95 % CI of the drop excludes 0).",
+     "select * exclude (run_id) from capability_gate where run_id = ? "
+     "order by failed desc, task, metric"),
     ("Failure modes",
-     "Generations flagged per failure mode (one generation can show several).",
-     "select * exclude (run_id) from failure_mode_counts where run_id = ? order by mode"),
+     "Generations flagged per failure mode and prompt category (one generation can show "
+     "several); `instruction_id` names the instruction a format violation broke.",
+     "select * exclude (run_id) from failure_modes where run_id = ? "
+     "order by delta desc, mode, instruction_id, category"),
     ("Training curve",
      "Loss per reported step (train: mean since the previous report; valid: held-out split).",
      "select step, split, loss, learning_rate, tokens_per_second, peak_memory_gb "
@@ -50,14 +68,19 @@ def write_report(context: RunContext) -> Path:
     sections = []
     for title, intro, sql in SECTIONS:
         columns, rows = warehouse.query(context.warehouse, sql, [context.run_id])
-        sections.append(Section(title, intro, columns, rows, sql.replace("?", f"'{context.run_id}'")))
+        shown_sql = sql.replace("?", f"'{context.run_id}'")
+        sections.append(Section(title, intro, columns, rows, shown_sql))
     config = context.config
     facts = {
         "run id": context.run_id,
         "model": f"{config.model.source} ({context.model_path})",
-        "fine-tuning": f"{config.lora.fine_tune_type}, rank {config.lora.rank}, "
-                       f"scale {config.lora.effective_scale}, {config.train.iters} steps "
-                       f"× batch {config.train.batch_size}, lr {config.train.learning_rate}",
+        "fine-tuning": (
+            f"none in this run: `lorascope eval` of {context.adapter_dir.resolve()}"
+            if context.adapter_dir.is_symlink() else
+            f"{config.lora.fine_tune_type}, rank {config.lora.rank}, "
+            f"scale {config.lora.effective_scale}, {config.train.iters} steps "
+            f"× batch {config.train.batch_size}, lr {config.train.learning_rate}"
+        ),
         "data": f"{config.data.source} (hash {context.data_hash})",
         "seed": config.seed,
         "config hash": config.config_hash(),
@@ -73,7 +96,10 @@ def write_report(context: RunContext) -> Path:
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(context: RunContext) -> Path:
+    """Record the capability gate, write the report, then fail if the gate says so."""
+    gate_failure = capability_gate(context, log=get_run_logger().info)
     path = write_report(context)
     create_markdown_artifact(path.read_text(), key="run-report",
                              description=f"lorascope report for {context.run_id}")
+    enforce_capability_gate(context, gate_failure)
     return path

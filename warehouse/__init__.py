@@ -1,8 +1,9 @@
 """The DuckDB warehouse: tables, views and saved queries are `.sql` files next to this module,
 applied and queried by the few functions below.
 
-- `migrations/NNNN_name.sql` create and change tables; pending ones run in one transaction and
-  `schema_version` records each.
+- `migrations/NNNN_name.sql` create and change tables; pending ones (every number not yet in
+  `schema_version`, so a migration merged out of order still runs) apply in number order in
+  one transaction, and `schema_version` records each.
 - `views/<view>.sql` hold one `create or replace view` each, rerun on every write connection.
 - `queries/<name>.sql` are saved SELECTs for people, run by name from the CLI.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import re
 import threading
 import time
 from datetime import datetime, timezone
@@ -24,10 +26,30 @@ import duckdb
 
 _SQL = Path(__file__).parent
 _MIGRATIONS = {int(p.name.split("_", 1)[0]): p for p in sorted(_SQL.glob("migrations/*.sql"))}
-_VIEWS = sorted(_SQL.glob("views/*.sql"))
+
+
+def _dependency_order(views: list[Path]) -> list[Path]:
+    """Views sorted so that each comes after the views its SQL names (a view on a view)."""
+    texts = {v.stem: v.read_text(encoding="utf-8") for v in views}
+    needs = {
+        name: {other for other in texts
+               if other != name and re.search(rf"\b{re.escape(other)}\b", text)}
+        for name, text in texts.items()
+    }
+    ordered: list[str] = []
+    while len(ordered) < len(texts):
+        ready = sorted(n for n in texts if n not in ordered and needs[n] <= set(ordered))
+        if not ready:
+            raise RuntimeError(f"views depend on each other in a cycle: {sorted(needs)}")
+        ordered += ready
+    return [_SQL / "views" / f"{name}.sql" for name in ordered]
+
+
+_VIEWS = _dependency_order(sorted(_SQL.glob("views/*.sql")))
 _QUERIES = {p.stem: p for p in sorted(_SQL.glob("queries/*.sql"))}
 
-SCHEMA_VERSION = max(_MIGRATIONS)
+MIGRATION_VERSIONS = sorted(_MIGRATIONS)
+SCHEMA_VERSION = MIGRATION_VERSIONS[-1]
 
 # How long to wait for another process (a pipeline step, a `duckdb` shell) to let go of the file.
 LOCK_WAIT_SECONDS = 10.0
@@ -86,13 +108,13 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def _set_up(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    current = _schema_version(con)
-    if current > SCHEMA_VERSION:
+    applied = _applied_versions(con)
+    if applied and max(applied) > SCHEMA_VERSION:
         raise WarehouseError(
-            f"The warehouse {path} is at schema version {current}, but this lorascope knows "
-            f"versions up to {SCHEMA_VERSION}: upgrade lorascope to write to it."
+            f"The warehouse {path} is at schema version {max(applied)}, but this lorascope "
+            f"knows versions up to {SCHEMA_VERSION}: upgrade lorascope to write to it."
         )
-    steps = [(p, v) for v, p in sorted(_MIGRATIONS.items()) if v > current]
+    steps = [(p, v) for v, p in sorted(_MIGRATIONS.items()) if v not in applied]
     steps += [(p, None) for p in _VIEWS]
     con.begin()
     for sql_file, version in steps:
@@ -111,14 +133,13 @@ def _set_up(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     con.commit()
 
 
-def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+def _applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
     (exists,) = con.execute(
         "select count(*) from duckdb_tables() where table_name = 'schema_version'"
     ).fetchone()
     if not exists:
-        return 0
-    (version,) = con.execute("select coalesce(max(version), 0) from schema_version").fetchone()
-    return version
+        return set()
+    return {version for (version,) in con.execute("select version from schema_version").fetchall()}
 
 
 def write_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> int:

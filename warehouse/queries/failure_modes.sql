@@ -1,11 +1,32 @@
--- How often each failure mode shows up in base and tuned outputs: latest run first, then the
--- modes tuning added most.
+-- How often each failure mode shows up in base and tuned outputs, per prompt category (and,
+-- for format violations, per broken instruction): latest run first, then the modes tuning
+-- added most.
+with
+
+failure_modes as (
+    select * from failure_modes
+),
+
+runs as (
+    select run_id, started_at from runs
+)
+
 select
-    failure_mode_counts.run_id,
-    mode,
-    base_count,
-    tuned_count,
-    delta
-from failure_mode_counts
-left join runs on failure_mode_counts.run_id = runs.run_id
-order by runs.started_at desc nulls last, failure_mode_counts.run_id, delta desc, mode
+    failure_modes.run_id,
+    failure_modes.mode,
+    failure_modes.instruction_id,
+    failure_modes.category,
+    failure_modes.base_count,
+    failure_modes.tuned_count,
+    failure_modes.delta,
+    round(failure_modes.base_rate, 3) as base_rate,
+    round(failure_modes.tuned_rate, 3) as tuned_rate
+from failure_modes
+left join runs on failure_modes.run_id = runs.run_id
+order by
+    runs.started_at desc nulls last,
+    failure_modes.run_id,
+    failure_modes.delta desc,
+    failure_modes.mode,
+    failure_modes.instruction_id,
+    failure_modes.category

@@ -1,36 +1,67 @@
--- Instruction following: the mean of each metric per run, variant and prompt domain.
--- Scores whose prompt is missing from prompts are kept, with a null domain.
+-- Instruction following, lm-eval's IFEval metrics for base and tuned side by side: per run,
+-- level ('prompt': every instruction of the prompt followed; 'instruction': each one) and
+-- instruction id ('(all)' pools them), the strict and loose accuracy of both variants on the
+-- same prompts and the difference tuned - base.
 create or replace view instruction_following as
 
 with
 
-scores as (
-    select * from scores
+instruction_results as (
+    select * from instruction_results
 ),
 
-prompts as (
-    select * from prompts
-),
-
-scored as (
+paired as (
     select
-        scores.run_id,
-        scores.variant,
-        prompts.domain,
-        scores.metric,
-        scores.value
-    from scores
-    left join prompts
-        on scores.run_id = prompts.run_id
-        and scores.prompt_id = prompts.prompt_id
+        base.run_id,
+        base.prompt_id,
+        base.instruction_id,
+        base.strict::integer as base_strict,
+        tuned.strict::integer as tuned_strict,
+        base.loose::integer as base_loose,
+        tuned.loose::integer as tuned_loose
+    from instruction_results as base
+    inner join instruction_results as tuned
+        on base.run_id = tuned.run_id
+        and base.prompt_id = tuned.prompt_id
+        and base.instruction_index = tuned.instruction_index
+    where base.variant = 'base' and tuned.variant = 'tuned'
+),
+
+per_prompt as (
+    select
+        run_id,
+        prompt_id,
+        min(base_strict) as base_strict,
+        min(tuned_strict) as tuned_strict,
+        min(base_loose) as base_loose,
+        min(tuned_loose) as tuned_loose
+    from paired
+    group by run_id, prompt_id
+),
+
+levels as (
+    select run_id, 'prompt' as level, '(all)' as instruction_id,
+        base_strict, tuned_strict, base_loose, tuned_loose
+    from per_prompt
+    union all
+    select run_id, 'instruction', '(all)', base_strict, tuned_strict, base_loose, tuned_loose
+    from paired
+    union all
+    select run_id, 'instruction', instruction_id,
+        base_strict, tuned_strict, base_loose, tuned_loose
+    from paired
 )
 
 select
     run_id,
-    variant,
-    domain,
-    metric,
+    level,
+    instruction_id,
     count(*) as n,
-    avg(value) as mean_value
-from scored
-group by run_id, variant, domain, metric
+    avg(base_strict) as base_strict_acc,
+    avg(tuned_strict) as tuned_strict_acc,
+    avg(tuned_strict) - avg(base_strict) as delta_strict,
+    avg(base_loose) as base_loose_acc,
+    avg(tuned_loose) as tuned_loose_acc,
+    avg(tuned_loose) - avg(base_loose) as delta_loose
+from levels
+group by run_id, level, instruction_id

@@ -1,5 +1,5 @@
--- Regressions: every prompt and pass/fail metric that base passed (1) and tuned failed (0),
--- with the prompt and both outputs.
+-- Regressions: every prompt and pass/fail metric (one whose values are all 0 or 1) that base
+-- passed (1) and tuned failed (0), with the prompt and both outputs.
 create or replace view regressions as
 
 with
@@ -16,10 +16,18 @@ generations as (
     select * from generations
 ),
 
+pass_fail_metrics as (
+    select metric
+    from scores
+    group by metric
+    having bool_and(value in (0, 1))
+),
+
 base_passed as (
     select run_id, prompt_id, metric
     from scores
     where variant = 'base' and value = 1
+        and metric in (select metric from pass_fail_metrics)
 ),
 
 tuned_failed as (

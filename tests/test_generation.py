@@ -1,0 +1,182 @@
+"""Batched generation on tiny-mistral (real MLX, real mlx-lm BatchGenerator) and eval prompts."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from lorascope.chat import prompt_tokens
+from lorascope.config import EvalConfig
+from lorascope.generation import EvalPrompt, generate_answers, generate_batch, load_eval_prompts
+
+QUESTIONS = ["What is the boiling point of water?", "Name a planet.", "Why is the sky blue?"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_mistral_dir):
+    from lorascope.models import load_model
+
+    return load_model(tiny_mistral_dir)
+
+
+def greedy():
+    from mlx_lm.sample_utils import make_sampler
+
+    return make_sampler(temp=0.0)
+
+
+def token_lists(tokenizer, questions=QUESTIONS):
+    return [prompt_tokens(tokenizer, [{"role": "user", "content": q}]) for q in questions]
+
+
+def test_generate_batch_gives_the_same_greedy_text_as_mlx_lm_batch_generate(tiny):
+    from mlx_lm.generate import batch_generate
+
+    model, tokenizer = tiny
+    prompts = token_lists(tokenizer)
+    ours = generate_batch(model, tokenizer, prompts, 8, greedy())
+    theirs = batch_generate(model, tokenizer, prompts, max_tokens=8, return_token_ids=True)
+    assert [o["output_text"] for o in ours] == theirs.texts
+    assert [o["output_tokens"] for o in ours] == [len(t) for t in theirs.token_ids]
+
+
+def test_a_prompt_that_hits_max_tokens_finishes_with_length(tiny):
+    model, tokenizer = tiny
+    (row,) = generate_batch(model, tokenizer, token_lists(tokenizer)[:1], 5, greedy())
+    assert (row["output_tokens"], row["finish_reason"]) == (5, "length")
+
+
+def test_a_prompt_that_emits_eos_stops_early_without_the_eos_and_with_its_own_latency(
+    tiny, tiny_mistral_dir
+):
+    from mlx_lm.generate import batch_generate
+
+    from lorascope.models import load_model
+
+    model, tokenizer = tiny
+    prompts = token_lists(tokenizer)
+    first = batch_generate(model, tokenizer, prompts, max_tokens=1, return_token_ids=True)
+    # A fresh tokenizer whose EOS set includes the first prompt's greedy first token.
+    _, eos_tokenizer = load_model(tiny_mistral_dir)
+    eos_tokenizer.eos_token_ids.add(first.token_ids[0][0])
+    tic = time.perf_counter()
+    rows = generate_batch(model, eos_tokenizer, prompts, 12, greedy())
+    elapsed = time.perf_counter() - tic
+    assert (rows[0]["output_text"], rows[0]["output_tokens"], rows[0]["finish_reason"]) == (
+        "", 0, "stop")
+    assert all(0 < r["latency_seconds"] <= elapsed for r in rows)
+    assert rows[0]["latency_seconds"] < min(r["latency_seconds"] for r in rows[1:])
+
+
+def test_generate_answers_lands_chunks_and_skips_prompts_already_generated(tiny):
+    model, tokenizer = tiny
+    prompts = [
+        EvalPrompt(f"q{i}", "in_domain", "", [{"role": "user", "content": q}])
+        for i, q in enumerate(QUESTIONS)
+    ]
+    settings = EvalConfig(max_tokens=4, batch_size=2, ifeval_prompts=False)
+    landed: list[list[dict]] = []
+    count = generate_answers(model, tokenizer, prompts, settings, seed=0, on_rows=landed.append,
+                             skip_ids={"q1"})
+    assert count == 2
+    assert [[r["prompt_id"] for r in batch] for batch in landed] == [["q0", "q2"]]
+    row = landed[0][0]
+    assert row["batch_size"] == 2 and row["batch_tokens_per_second"] > 0
+    assert row["prompt_tokens"] == len(token_lists(tokenizer, QUESTIONS[:1])[0])
+    assert row["finish_reason"] == "length" and row["output_tokens"] == 4
+
+
+def test_load_eval_prompts_adds_the_builtin_ifeval_prompts_when_asked(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "Hi"}],
+                                "reference": "Hello"}) + "\n\n")
+    assert [p.prompt_id for p in load_eval_prompts(path)] == ["a"]
+    prompts = load_eval_prompts(path, include_ifeval=True)
+    assert len(prompts) == 31
+    assert all(p.instructions and p.domain == "out_of_domain" for p in prompts[1:])
+
+
+def test_load_eval_prompts_names_the_line_of_an_unknown_instruction(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"id": "a", "messages": []}) + "\n" + json.dumps(
+        {"id": "b", "messages": [], "instructions": [{"id": "no:such", "kwargs": {}}]}) + "\n")
+    with pytest.raises(ValueError, match=r"prompts.jsonl:2: unknown IFEval instruction"):
+        load_eval_prompts(path)
+
+
+def test_load_eval_prompts_refuses_a_prompt_id_used_twice(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    row = json.dumps({"id": "a", "messages": []})
+    path.write_text(f"{row}\n{row}\n")
+    with pytest.raises(ValueError, match="prompt id 'a' is used twice"):
+        load_eval_prompts(path)
+
+
+@pytest.mark.slow
+def test_lorascope_eval_compares_base_with_an_adapter_trained_by_mlx_lm_lora(
+    tmp_path, tiny_mistral_dir
+):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    import warehouse
+    from lorascope.home import warehouse_path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "valid"):
+        (data / f"{split}.jsonl").write_text(
+            json.dumps({"text": "Question: What is 2+2?\nAnswer: 4"}) + "\n")
+    adapters = tmp_path / "adapters"
+    env = {**os.environ, "LORASCOPE_HOME": str(tmp_path / "home")}
+    subprocess.run(
+        [sys.executable, "-m", "mlx_lm", "lora", "--model", str(tiny_mistral_dir), "--train",
+         "--data", str(data), "--iters", "2", "--batch-size", "1", "--num-layers", "2",
+         "--val-batches", "1", "--adapter-path", str(adapters)],
+        check=True, capture_output=True, env=env, timeout=600,
+    )
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    (tmp_path / "home" / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "ext", "model": {"source": "tiny-mistral"},
+        "data": {"max_seq_length": 256},
+        "eval": {"max_tokens": 4, "capability_tasks": ["boolq"], "capability_limit": 4,
+                 "perplexity_limit": 2},
+    }))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "lorascope.cli", "eval", str(config), "--adapter", str(adapters)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    path = warehouse_path(tmp_path / "home")
+    ((run_id, status, adapter_path),) = warehouse.query(
+        path, "select run_id, status, adapter_path from runs")[1]
+    assert run_id.startswith("ext-eval-") and status == "completed"
+    assert Path(adapter_path).resolve() == adapters.resolve()
+    counts = dict(warehouse.query(
+        path, "select variant, count(*) from generations group by variant")[1])
+    assert counts["base"] == counts["tuned"] > 30  # the eval prompts plus 30 IFEval prompts
+    for table in ("instruction_results", "capability_items", "perplexity_items",
+                  "capability_gate"):
+        assert warehouse.query(path, f"select count(*) from {table}")[1][0][0] > 0, table
+    assert (tmp_path / "home" / "runs" / run_id / "report.md").is_file()
+
+    # Evaluating the same adapter again resumes the run: nothing is generated or scored twice.
+    before = {t: warehouse.query(path, f"select count(*) from {t}")[1]
+              for t in ("generations", "capability_items", "perplexity_items", "scores")}
+    again = subprocess.run(
+        [sys.executable, "-m", "lorascope.cli", "eval", str(config), "--adapter", str(adapters)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "tuned: all" in again.stdout and "boolq: all items already" in again.stdout
+    assert before == {t: warehouse.query(path, f"select count(*) from {t}")[1] for t in before}

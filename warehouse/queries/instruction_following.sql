@@ -1,0 +1,21 @@
+-- Did instruction following improve? lm-eval's IFEval accuracies (strict and loose, prompt
+-- and instruction level) of base and tuned, latest run first; '(all)' rows pool instructions.
+select
+    instruction_following.run_id,
+    level,
+    instruction_id,
+    n,
+    round(base_strict_acc, 3) as base_strict,
+    round(tuned_strict_acc, 3) as tuned_strict,
+    round(delta_strict, 3) as delta_strict,
+    round(base_loose_acc, 3) as base_loose,
+    round(tuned_loose_acc, 3) as tuned_loose,
+    round(delta_loose, 3) as delta_loose
+from instruction_following
+left join runs on instruction_following.run_id = runs.run_id
+order by
+    runs.started_at desc nulls last,
+    instruction_following.run_id,
+    level desc,
+    instruction_id = '(all)' desc,
+    instruction_id
