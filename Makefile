@@ -17,6 +17,8 @@ test: install
 
 bench: install
 	$(PY) bench/train_throughput.py
+	$(PY) bench/generation.py
+	$(PY) bench/failure_modes_query.py
 
 lint: install
 	$(VENV)/bin/ruff check .

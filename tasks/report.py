@@ -46,6 +46,13 @@ SECTIONS = (
      "several); `instruction_id` names the instruction a format violation broke.",
      "select * exclude (run_id) from failure_modes where run_id = ? "
      "order by delta desc, mode, instruction_id, category"),
+    ("Attention shift by layer",
+     "Jensen-Shannon divergence (nats, 0..ln 2) between base and tuned attention on the same "
+     "prompt tokens, mean and largest over heads, and the change in attention entropy "
+     "(negative = sharper). Layers with adapters should move most.",
+     "select domain, layer, prompts, mean_js_divergence, max_js_divergence, base_entropy, "
+     "entropy_delta, base_bos_mass, tuned_bos_mass from attention_shift where run_id = ? "
+     "order by domain, layer"),
     ("Training curve",
      "Loss per reported step (train: mean since the previous report; valid: held-out split).",
      "select step, split, loss, learning_rate, tokens_per_second, peak_memory_gb "

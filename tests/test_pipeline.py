@@ -79,6 +79,7 @@ def test_the_report_is_written_with_the_run_facts(finished_run) -> None:
     text = report.read_text()
     assert text.startswith(f"# lorascope report: {finished_run['run_id']}")
     assert "## Capability preservation" in text and "## Training curve" in text
+    assert "## Attention shift by layer" in text
 
 
 def test_the_run_folder_records_config_seed_data_hash_and_code_version(finished_run) -> None:
