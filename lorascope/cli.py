@@ -266,11 +266,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     from lorascope.config import ConfigError
     from lorascope.data import DataError
+    from lorascope.harness import HarnessTaskError
     from lorascope.models import ModelSourceError
     from lorascope.training import TrainingError
 
-    return (ConfigError, DataError, ModelSourceError, TrainingError, FileNotFoundError,
-            KeyError, duckdb.Error)
+    return (ConfigError, DataError, HarnessTaskError, ModelSourceError, TrainingError,
+            FileNotFoundError, KeyError, duckdb.Error)
 
 
 if __name__ == "__main__":

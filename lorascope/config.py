@@ -196,6 +196,9 @@ class EvalConfig(_Section):
     ifeval_prompts: bool = Field(
         True, description="Add the built-in IFEval-style prompts (lm-eval's checkers score them)."
     )
+    ifbench_prompts: bool = Field(
+        True, description="Add the built-in IFBench-style prompts (IFBench's checkers score them)."
+    )
     perplexity_corpora: list[str] = Field(
         default_factory=lambda: ["wikipedia_boolq"],
         description="Held-out text scored for perplexity on base and tuned.",
@@ -219,6 +222,18 @@ class EvalConfig(_Section):
     gate_require_ci: bool = Field(
         True, description="Fail a task only if the 95 % CI of its drop also excludes 0."
     )
+    harness_tasks: list[str] = Field(
+        default_factory=list,
+        description="lm-eval task names run through lm-evaluation-harness itself on base and "
+        "tuned: offline lorascope_arc_easy, lorascope_arc_challenge, lorascope_piqa, "
+        "lorascope_boolq, or any lm-eval task (those need the Hub). Empty skips lm-eval.",
+    )
+    harness_limit: int | None = Field(
+        None, gt=0, description="Documents per lm-eval task (the first ones); None = all."
+    )
+    harness_include_path: str | None = Field(
+        None, description="A folder of your own lm-eval task YAMLs, for eval.harness_tasks."
+    )
 
     @model_validator(mode="after")
     def _known_tasks(self) -> EvalConfig:
@@ -230,6 +245,25 @@ class EvalConfig(_Section):
             unknown = [n for n in names if n not in known]
             if unknown:
                 raise ValueError(f"eval.{key}: unknown {unknown}; known: {', '.join(known)}")
+        return self
+
+    @model_validator(mode="after")
+    def _harness_settings(self) -> EvalConfig:
+        from lorascope.harness_tasks import PREFIX, offline_task_names
+
+        repeated = sorted({n for n in self.harness_tasks if self.harness_tasks.count(n) > 1})
+        if repeated:
+            raise ValueError(f"eval.harness_tasks: {repeated} listed more than once")
+        folder = self.harness_include_path
+        if folder is not None and not Path(folder).expanduser().is_dir():
+            raise ValueError(f"eval.harness_include_path: {folder} is not a folder")
+        # Other names are checked against lm-eval's task index when the tasks run: building
+        # it takes some 15 s.
+        unknown = [n for n in self.harness_tasks
+                   if n.startswith(PREFIX) and n not in offline_task_names()]
+        if unknown and folder is None:
+            raise ValueError(f"eval.harness_tasks: no offline task {unknown}; offline tasks: "
+                             f"{', '.join(offline_task_names())}")
         return self
 
 

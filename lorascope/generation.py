@@ -31,7 +31,8 @@ class EvalPrompt:
     messages: list[dict[str, str]]
     reference: str | None = None
     aliases: list[str] = field(default_factory=list)
-    # IFEval instructions to verify: [{"id": "punctuation:no_comma", "kwargs": {}}, ...]
+    # Instructions to verify: [{"id": "punctuation:no_comma", "kwargs": {}}, ...], IFEval ids
+    # as lm-eval spells them, IFBench ids prefixed "ifbench:" (lorascope.ifbench)
     instructions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -41,7 +42,7 @@ class EvalPrompt:
 
 def eval_prompt(row: dict[str, Any], where: str) -> EvalPrompt:
     if row.get("instructions"):
-        from lorascope.ifeval import validate_instructions
+        from lorascope.ifbench import validate_instructions  # IFEval and IFBench ids
 
         validate_instructions(row["instructions"], where)
     try:
@@ -55,8 +56,8 @@ def eval_prompt(row: dict[str, Any], where: str) -> EvalPrompt:
         raise ValueError(f"{where}: not a valid eval prompt ({error!r})") from None
 
 
-def load_eval_prompts(path: Path, include_ifeval: bool = False) -> list[EvalPrompt]:
-    """The prompts of a JSONL file, plus the built-in IFEval-style prompts if asked."""
+def read_eval_prompts(path: Path) -> list[EvalPrompt]:
+    """The prompts of a JSONL file; errors name its line."""
     prompts = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
@@ -66,10 +67,22 @@ def load_eval_prompts(path: Path, include_ifeval: bool = False) -> list[EvalProm
                 except ValueError as error:
                     raise ValueError(f"{path}:{number}: not valid JSON ({error})") from None
                 prompts.append(eval_prompt(row, f"{path}:{number}"))
+    return prompts
+
+
+def load_eval_prompts(
+    path: Path, include_ifeval: bool = False, include_ifbench: bool = False
+) -> list[EvalPrompt]:
+    """The prompts of a JSONL file, plus the built-in IFEval- / IFBench-style ones if asked."""
+    prompts = read_eval_prompts(path)
     if include_ifeval:
         from lorascope.ifeval import BUILTIN_PROMPTS, builtin_prompt_rows
 
         prompts += [eval_prompt(row, str(BUILTIN_PROMPTS)) for row in builtin_prompt_rows()]
+    if include_ifbench:
+        from lorascope import ifbench
+
+        prompts += read_eval_prompts(ifbench.BUILTIN_PROMPTS)
     ids = [p.prompt_id for p in prompts]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)

@@ -1,7 +1,8 @@
 """Per-generation scores: pure functions of (prompt, output) text.
 
 - IFEval prompts (with `instructions`): lm-eval's strict and loose checks, per instruction and
-  per prompt (lorascope.ifeval).
+  per prompt (lorascope.ifeval); `ifbench:` instructions go to IFBench's own checkers
+  (lorascope.ifbench), with prompt-level metrics of their own.
 - Prompts with a reference: exact match and ROUGE-L F1 (rouge-score, lm-eval's scorer).
 - The demo's tuning goal on the other prompts: the house "Answer:/Explanation:" format and the
   right answer in it.
@@ -17,11 +18,13 @@ import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
+from lorascope import ifbench, ifeval
 from lorascope.failures import Failure, find_failures
 from lorascope.generation import EvalPrompt
-from lorascope.ifeval import InstructionResult, check_instructions, prompt_scores
+from lorascope.ifeval import InstructionResult
 
 HOUSE_FORMAT = re.compile(
     r"^\s*Answer:\s*(?P<answer>[^\n]+)\n+\s*Explanation:\s*(?P<why>\S.*)", re.S
@@ -83,14 +86,34 @@ def reference_scores(output: str, references: Iterable[str]) -> dict[str, float]
     }
 
 
+def instruction_scores(
+    prompt: EvalPrompt, output: str
+) -> tuple[list[InstructionResult], dict[str, float]]:
+    """Each instruction checked by its family (IFEval or IFBench), in the prompt's order, and
+    each family's prompt-level metrics over its own instructions."""
+    indexes: dict[ModuleType, list[int]] = {ifeval: [], ifbench: []}
+    for index, instruction in enumerate(prompt.instructions):
+        indexes[ifbench if instruction["id"].startswith(ifbench.PREFIX) else ifeval].append(index)
+    results: dict[int, InstructionResult] = {}
+    scores: dict[str, float] = {}
+    for family, picked in indexes.items():
+        if picked:
+            checked = family.check_instructions(
+                prompt.user_text, [prompt.instructions[i] for i in picked], output
+            )
+            scores |= family.prompt_scores(checked)
+            results |= dict(zip(picked, checked, strict=True))
+    return [results[i] for i in range(len(prompt.instructions))], scores
+
+
 def score_generation(prompt: EvalPrompt, output: str, finish_reason: str) -> GenerationScore:
     """All scores, instruction results and failure modes of one generation."""
     scores = {"words": float(len(output.split()))}
     instructions: list[InstructionResult] = []
     broken: list[str] = []
     if prompt.instructions:
-        instructions = check_instructions(prompt.user_text, prompt.instructions, output)
-        scores |= prompt_scores(instructions)
+        instructions, family_scores = instruction_scores(prompt, output)
+        scores |= family_scores
         broken = [r.instruction_id for r in instructions if not r.strict]
     else:
         goal = goal_scores(prompt, output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ def load_variant(context: RunContext, variant: str) -> tuple[Any, Any]:
 
 
 def run_prompts(context: RunContext) -> list[EvalPrompt]:
-    return load_eval_prompts(context.eval_prompts_path, context.config.eval.ifeval_prompts)
+    settings = context.config.eval
+    return load_eval_prompts(context.eval_prompts_path, settings.ifeval_prompts,
+                             settings.ifbench_prompts)
 
 
 def record_prompts(context: RunContext, prompts: list[EvalPrompt]) -> None:
@@ -159,6 +162,41 @@ def capability_variant(
         log(f"{variant} {corpus}: {sum(r['tokens'] for r in rows)} tokens scored")
 
 
+def harness_variant(context: RunContext, variant: str, log: Callable[[str], None] = print) -> int:
+    """eval.harness_tasks run by lm-evaluation-harness itself on one variant: lm-eval's
+    results into `harness_results`, its per-document results into the run folder
+    (lm_eval/<variant>/<task>.jsonl). Tasks already stored for the run are not run again."""
+    from lorascope.harness import run_tasks  # imports lm-eval, which takes seconds
+
+    settings = context.config.eval
+    _, stored = warehouse.query(
+        context.warehouse,
+        "select distinct task from harness_results where run_id = ? and variant = ?",
+        [context.run_id, variant],
+    )
+    tasks = [name for name in settings.harness_tasks if (name,) not in stored]
+    if not tasks:
+        log(f"{variant} lm-eval: all tasks already in the warehouse")
+        return 0
+    model, tokenizer = load_variant(context, variant)
+    result = run_tasks(model, tokenizer, tasks, settings.harness_limit,
+                       settings.harness_include_path, settings.batch_size)
+    folder = context.run_dir / "lm_eval" / variant
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in {sample["task"] for sample in result.samples}:
+        (folder / f"{name}.jsonl").write_text("".join(
+            json.dumps(sample) + "\n" for sample in result.samples if sample["task"] == name
+        ))
+    warehouse.write_rows(context.warehouse, "harness_results",
+                         [{"run_id": context.run_id, "variant": variant, **row}
+                          for row in result.rows])
+    for row in result.rows:
+        stderr = "" if row["stderr"] is None else f" ± {row['stderr']:.3f}"
+        log(f"{variant} lm-eval {row['task']} {row['metric']}: {row['value']:.3f}{stderr} "
+            f"(n {row['n']})")
+    return len(result.rows)
+
+
 def gate_verdicts(rows: list[dict[str, Any]], settings: EvalConfig) -> list[dict[str, Any]]:
     """The regression gate on capability_preservation rows: one verdict per task and metric.
 
@@ -270,6 +308,9 @@ def evaluate_adapter(
         score_run(context)
         for variant in VARIANTS:
             capability_variant(context, variant, log)
+        if config.eval.harness_tasks:
+            for variant in VARIANTS:
+                harness_variant(context, variant, log)
         gate_failure = capability_gate(context, log)
         log(f"report: {write_report(context)}")
         enforce_capability_gate(context, gate_failure)
@@ -295,3 +336,8 @@ def score_task(context: RunContext) -> int:
 @task(name="capability", cache_policy=NO_CACHE, task_run_name="capability-{variant}")
 def capability_task(context: RunContext, variant: str) -> None:
     capability_variant(context, variant, log=get_run_logger().info)
+
+
+@task(name="lm-eval", cache_policy=NO_CACHE, task_run_name="lm-eval-{variant}")
+def harness_task(context: RunContext, variant: str) -> int:
+    return harness_variant(context, variant, log=get_run_logger().info)

@@ -22,16 +22,22 @@ SECTIONS = (
      "`Answer:` line; `answer_in_output`: anywhere in the output. Out-of-domain prompts test "
      "whether the tuning transfers.",
      "select * exclude (run_id) from goal_improvement where run_id = ? order by domain, metric"),
-    ("Instruction following (IFEval)",
-     "lm-evaluation-harness's IFEval checkers on the IFEval-style prompts: strict on the "
+    ("Instruction following (IFEval, IFBench)",
+     "lm-evaluation-harness's IFEval checkers on the IFEval-style prompts and IFBench's own "
+     "checkers on the IFBench-style ones (`family`): strict on the "
      "response as is, loose after dropping its first/last line or markdown asterisks; "
      "`prompt` level needs every instruction of a prompt followed.",
      "select * exclude (run_id) from instruction_following where run_id = ? "
-     "order by level desc, instruction_id = '(all)' desc, instruction_id"),
+     "order by family desc, level desc, instruction_id = '(all)' desc, instruction_id"),
     ("Capability preservation",
      "Log-likelihood multiple choice (lm-evaluation-harness's acc / acc_norm) on the same "
      "questions for both models; the CI is of the paired per-question difference.",
      "select * exclude (run_id) from capability_preservation where run_id = ? order by task"),
+    ("lm-eval harness",
+     "eval.harness_tasks run by lm-evaluation-harness itself on both models (its own acc / "
+     "acc_norm / ...); the CI treats the two results as independent (lm-eval reports no "
+     "per-document pairing), so it is wider than the paired one above.",
+     "select * exclude (run_id) from harness_deltas where run_id = ? order by task, metric"),
     ("Perplexity on held-out text",
      "Perplexity of both models on the same general-text passages; the CI is of the paired "
      "per-passage change in NLL per token (positive: tuned finds the text less likely).",

@@ -61,3 +61,45 @@ def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_bef
     (train_run,) = [t for t in run_coro_as_sync(train_task_runs()) if t.name.startswith("train")]
     assert train_run.run_count == 2
     assert train_run.state.is_completed()
+
+
+def test_lorascope_resume_continues_a_failed_run_from_its_newest_checkpoint(
+    prefect_harness, tiny_config, tiny_mistral_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flows.pipeline
+    from lorascope.cli import main
+    from tasks.train import train_task
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    monkeypatch.setenv("LORASCOPE_HOME", str(home))
+    config = tiny_config(train={"iters": 8, "steps_per_report": 2, "save_every": 4,
+                                "steps_per_eval": 3})
+    # The process dies at step 6 with no retry left: the run is interrupted after the
+    # checkpoint at step 4, as when a laptop sleeps through a Prefect retry.
+    monkeypatch.setenv("LORASCOPE_FAIL_AT_STEP", "6")
+    monkeypatch.setattr(flows.pipeline, "train_task", train_task.with_options(retries=0))
+    state = flows.pipeline.pipeline(str(config), return_state=True)
+    assert state.is_failed()
+    (run_id, status), = warehouse.query(warehouse_path(home), "select run_id, status from runs")[1]
+    assert status == "failed"
+    assert (home / "runs" / run_id / "checkpoints" / "step-0000004").is_dir()
+    assert not (home / "runs" / run_id / "adapters").exists()
+
+    monkeypatch.delenv("LORASCOPE_FAIL_AT_STEP")
+    monkeypatch.undo()  # the real train task again, retries included
+    monkeypatch.setenv("LORASCOPE_HOME", str(home))
+    assert main(["resume", run_id]) == 0
+
+    _, rows = warehouse.query(
+        warehouse_path(home),
+        "select step, split from train_metrics where run_id = ? order by step, split", [run_id])
+    assert [step for step, split in rows if split == "train"] == [2, 4, 6, 8]
+    # As in the retry test above: a validation row at step 4 comes only from the first
+    # iteration of a train() call that started there.
+    assert [step for step, split in rows if split == "valid"] == [0, 2, 4, 5, 6, 7]
+    (status,), = warehouse.query(warehouse_path(home), "select status from runs")[1]
+    assert status == "completed"
+    assert (home / "runs" / run_id / "adapters" / "adapters.safetensors").is_file()

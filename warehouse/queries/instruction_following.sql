@@ -1,7 +1,9 @@
--- Did instruction following improve? lm-eval's IFEval accuracies (strict and loose, prompt
--- and instruction level) of base and tuned, latest run first; '(all)' rows pool instructions.
+-- Did instruction following improve? IFEval (lm-eval's checkers) and IFBench accuracies,
+-- strict and loose, prompt and instruction level, of base and tuned, latest run first;
+-- '(all)' rows pool a family's instructions.
 select
     instruction_following.run_id,
+    family,
     level,
     instruction_id,
     n,
@@ -16,6 +18,7 @@ left join runs on instruction_following.run_id = runs.run_id
 order by
     runs.started_at desc nulls last,
     instruction_following.run_id,
+    family desc,
     level desc,
     instruction_id = '(all)' desc,
     instruction_id

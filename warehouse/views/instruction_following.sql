@@ -1,7 +1,8 @@
 -- Instruction following, lm-eval's IFEval metrics for base and tuned side by side: per run,
--- level ('prompt': every instruction of the prompt followed; 'instruction': each one) and
--- instruction id ('(all)' pools them), the strict and loose accuracy of both variants on the
--- same prompts and the difference tuned - base.
+-- family ('ifeval', or 'ifbench' for the 'ifbench:' instruction ids), level ('prompt': every
+-- instruction of the family in the prompt followed; 'instruction': each one) and instruction id
+-- ('(all)' pools the family's), the strict and loose accuracy of both variants on the same
+-- prompts and the difference tuned - base.
 create or replace view instruction_following as
 
 with
@@ -13,6 +14,8 @@ instruction_results as (
 paired as (
     select
         base.run_id,
+        case when base.instruction_id like 'ifbench:%' then 'ifbench' else 'ifeval' end
+            as family,
         base.prompt_id,
         base.instruction_id,
         base.strict::integer as base_strict,
@@ -30,30 +33,33 @@ paired as (
 per_prompt as (
     select
         run_id,
+        family,
         prompt_id,
         min(base_strict) as base_strict,
         min(tuned_strict) as tuned_strict,
         min(base_loose) as base_loose,
         min(tuned_loose) as tuned_loose
     from paired
-    group by run_id, prompt_id
+    group by run_id, family, prompt_id
 ),
 
 levels as (
-    select run_id, 'prompt' as level, '(all)' as instruction_id,
+    select run_id, family, 'prompt' as level, '(all)' as instruction_id,
         base_strict, tuned_strict, base_loose, tuned_loose
     from per_prompt
     union all
-    select run_id, 'instruction', '(all)', base_strict, tuned_strict, base_loose, tuned_loose
+    select run_id, family, 'instruction', '(all)',
+        base_strict, tuned_strict, base_loose, tuned_loose
     from paired
     union all
-    select run_id, 'instruction', instruction_id,
+    select run_id, family, 'instruction', instruction_id,
         base_strict, tuned_strict, base_loose, tuned_loose
     from paired
 )
 
 select
     run_id,
+    family,
     level,
     instruction_id,
     count(*) as n,
@@ -64,4 +70,4 @@ select
     avg(tuned_loose) as tuned_loose_acc,
     avg(tuned_loose) - avg(base_loose) as delta_loose
 from levels
-group by run_id, level, instruction_id
+group by run_id, family, level, instruction_id
