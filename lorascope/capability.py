@@ -167,15 +167,19 @@ def sequence_logprobs(model: Any, requests: Sequence[tuple[list[int], list[int]]
     tokens = np.zeros((len(sequences), width), np.int32)
     for row, seq in enumerate(sequences):
         tokens[row, : len(seq)] = seq
-    logits = model(mx.array(tokens[:, :-1])).astype(mx.float32)
-    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    targets = mx.array(tokens[:, 1:, None])
-    gathered = np.array(mx.take_along_axis(logprobs, targets, axis=-1))[..., 0]
-    totals = []
-    for row, (ctx, cont) in enumerate(requests):
-        start = len(ctx) - 1  # logits at position t predict token t+1
-        totals.append(float(gathered[row, start : start + len(cont)].sum()))
-    return totals
+    # Logits at position t predict token t+1. Only the continuation positions are normalized:
+    # a log-softmax over the whole vocabulary at every context position would cost more than
+    # the forward pass on a CPU, where MLX's exp is scalar.
+    rows = np.concatenate([np.full(len(cont), r) for r, (_, cont) in enumerate(requests)])
+    positions = np.concatenate([np.arange(len(ctx) - 1, len(ctx) - 1 + len(cont))
+                                for ctx, cont in requests])
+    logits = model(mx.array(tokens[:, :-1]))[mx.array(rows), mx.array(positions)]
+    logits = logits.astype(mx.float32)
+    targets = mx.array(tokens[rows, positions + 1])
+    picked = mx.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
+    logprobs = np.array(picked - mx.logsumexp(logits, axis=-1))
+    ends = np.cumsum([len(cont) for _, cont in requests])
+    return [float(part.sum()) for part in np.split(logprobs, ends[:-1])]
 
 
 def score_items(
@@ -187,9 +191,15 @@ def score_items(
         (item_index, continuation_ids(tokenizer, item.context, choice))
         for item_index, item in enumerate(items) for choice in item.choices
     ]
-    scores: list[float] = []
-    for start in range(0, len(requests), batch_size):
-        scores += sequence_logprobs(model, [r for _, r in requests[start : start + batch_size]])
+    # Batches of similar lengths pad less; scores go back to request order afterwards.
+    order = sorted(range(len(requests)), key=lambda i: sum(map(len, requests[i][1])))
+    scores = [0.0] * len(requests)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        for index, score in zip(
+            batch, sequence_logprobs(model, [requests[i][1] for i in batch]), strict=True
+        ):
+            scores[index] = score
         if progress:
             progress(min(start + batch_size, len(requests)), len(requests))
     rows, cursor = [], 0

@@ -82,8 +82,12 @@ def test_generate_answers_lands_chunks_and_skips_prompts_already_generated(tiny)
     count = generate_answers(model, tokenizer, prompts, settings, seed=0, on_rows=landed.append,
                              skip_ids={"q1"})
     assert count == 2
-    assert [[r["prompt_id"] for r in batch] for batch in landed] == [["q0", "q2"]]
-    row = landed[0][0]
+    # One chunk, shortest prompt first: batches are formed from length-sorted prompts.
+    lengths = dict(zip(["q0", "q2"], map(len, token_lists(tokenizer, QUESTIONS[::2])), strict=True))
+    assert lengths["q0"] != lengths["q2"]
+    shortest_first = sorted(lengths, key=lengths.get)
+    assert [[r["prompt_id"] for r in batch] for batch in landed] == [shortest_first]
+    row = next(r for r in landed[0] if r["prompt_id"] == "q0")
     assert row["batch_size"] == 2 and row["batch_tokens_per_second"] > 0
     assert row["prompt_tokens"] == len(token_lists(tokenizer, QUESTIONS[:1])[0])
     assert row["finish_reason"] == "length" and row["output_tokens"] == 4
