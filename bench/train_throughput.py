@@ -6,6 +6,14 @@
 plus the planner's predicted peak memory and speed against the measured ones.
 
     python bench/train_throughput.py [--model smollm2-135m] [--steps 8] [--rounds 2]
+    python bench/train_throughput.py --mistral-7b-layers 1
+
+`--mistral-7b-layers N` trains instead a model with Mistral-7B-v0.1's shapes (hidden 4096,
+MLP 14336, 32 heads / 8 KV heads, vocabulary 32000, its tokenizer) but only N of its 32
+blocks, with seeded random weights: the flagship's matrix sizes, at a cost the stock BLAS can
+finish. The BLAS ratio depends on the shapes: MLX's CPU elementwise ops (exp, sigmoid, ...)
+are scalar on x86 and cost the same under either BLAS, and per token they weigh far more
+against smollm2-135m's 576-wide matrices than against Mistral 7B's 4096-wide ones.
 
 Every batch has the same shape (examples longer than --seq, truncated to it, no prompt
 masking), so the data order of each trainer does not matter: each step trains exactly
@@ -90,6 +98,20 @@ def lorascope_worker(config: dict, home: Path) -> dict:
     return {"rates": rates, "peak_gb": mx.get_peak_memory() / 1e9}
 
 
+def mistral_7b_shaped(layers: int, home: Path) -> Path:
+    """Mistral-7B-v0.1's config with `layers` blocks and seeded random weights (written once)."""
+    from lorascope.models import TINY_MISTRAL_CONFIG, write_tiny_mistral
+    from lorascope.planner import KNOWN_CONFIGS
+
+    folder = home / "bench" / f"mistral-7b-shaped-{layers}-layers"
+    if not (folder / "config.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        config = {**TINY_MISTRAL_CONFIG, **KNOWN_CONFIGS["mistralai/Mistral-7B-v0.1"],
+                  "num_hidden_layers": layers, "torch_dtype": "float32"}
+        write_tiny_mistral(folder, config)
+    return folder
+
+
 def run_lorascope(config: dict, home: Path, preload: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     if preload:
@@ -138,6 +160,8 @@ def steady(rates: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--mistral-7b-layers", type=int, metavar="N",
+                        help="instead of --model: Mistral 7B's shapes with N of its 32 blocks")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq", type=int, default=64, help="tokens per row (all rows full)")
     parser.add_argument("--steps", type=int, default=8, help="steps of the OpenBLAS runs")
@@ -159,6 +183,8 @@ def main() -> None:
     openblas = find_optimized_blas()
     if openblas is None:
         raise SystemExit("no optimized BLAS found: apt-get install libopenblas0-pthread")
+    if args.mistral_7b_layers:
+        args.model = str(mistral_7b_shaped(args.mistral_7b_layers, home))
     model_path = resolve_model(args.model, home)
     with tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "data"
@@ -180,7 +206,9 @@ def main() -> None:
     raw = max(raw_rounds, key=lambda r: steady(r["rates"]))
     fast, reference, slow = steady(ours["rates"]), steady(raw["rates"]), steady(stock["rates"])
     tokens = args.batch_size * (args.seq - 1)
-    print(f"LoRA training on {args.model}: batch {args.batch_size} x {args.seq} tokens "
+    name = (f"Mistral-7B shapes ({args.mistral_7b_layers} of 32 blocks, random weights)"
+            if args.mistral_7b_layers else args.model)
+    print(f"LoRA training on {name}: batch {args.batch_size} x {args.seq} tokens "
           f"({tokens} trained tokens/step), rank {RANK}, all layers, {examples} examples")
     print(f"median tok/s over steps 2..N as each trainer reports it, best of {args.rounds} "
           "alternating rounds for the OpenBLAS rows\n")

@@ -94,6 +94,9 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     return (items[i : i + size] for i in range(0, len(items), size))
 
 
+PREFILL_GROUP = 8
+
+
 def generate_batch(
     model: Any, tokenizer: Any, token_lists: list[list[int]], max_tokens: int, sampler: Any,
 ) -> list[dict[str, Any]]:
@@ -102,7 +105,11 @@ def generate_batch(
 
     generator = BatchGenerator(
         model, stop_tokens=[[t] for t in tokenizer.eos_token_ids], sampler=sampler,
-        completion_batch_size=len(token_lists), prefill_batch_size=len(token_lists),
+        # Prompts are prefilled 8 at a time (mlx-lm's default), each group right-padded only to
+        # its own longest prompt; prefilling the whole batch at once padded every prompt to
+        # the longest one (62 IFEval/IFBench prompts of 49-174 tokens: 52 s before the first
+        # token instead of 4 s).
+        completion_batch_size=len(token_lists), prefill_batch_size=PREFILL_GROUP,
     )
     uids = generator.insert(token_lists, [max_tokens] * len(token_lists))
     tokens: dict[int, list[int]] = {uid: [] for uid in uids}

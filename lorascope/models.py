@@ -161,8 +161,9 @@ def tiny_mistral_weights(config: dict[str, Any], seed: int = 0) -> dict[str, np.
     return weights
 
 
-def write_tiny_mistral(target: Path) -> Path:
-    """Write tiny-mistral like a Hub snapshot of Mistral-7B-v0.1: no chat template."""
+def write_tiny_mistral(target: Path, config: dict[str, Any] = TINY_MISTRAL_CONFIG) -> Path:
+    """Write tiny-mistral like a Hub snapshot of Mistral-7B-v0.1: no chat template. Another
+    `config` gives seeded random weights of other shapes (the benchmarks use Mistral 7B's)."""
     import mlx.core as mx
     from transformers import LlamaTokenizer
 
@@ -172,8 +173,8 @@ def write_tiny_mistral(target: Path) -> Path:
     shutil.copyfile(mistral_v1_tokenizer_file(), partial / "tokenizer.model")
     tokenizer = LlamaTokenizer.from_pretrained(str(partial), legacy=False, add_bos_token=True)
     tokenizer.save_pretrained(str(partial))
-    (partial / "config.json").write_text(json.dumps(TINY_MISTRAL_CONFIG, indent=2))
-    weights = {k: mx.array(v) for k, v in tiny_mistral_weights(TINY_MISTRAL_CONFIG).items()}
+    (partial / "config.json").write_text(json.dumps(config, indent=2))
+    weights = {k: mx.array(v) for k, v in tiny_mistral_weights(config).items()}
     mx.save_safetensors(str(partial / "model.safetensors"), weights, metadata={"format": "mlx"})
     os.replace(partial, target)
     return target
