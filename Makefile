@@ -18,6 +18,7 @@ test: install
 
 bench: install
 	$(PY) bench/train_throughput.py
+	$(PY) bench/train_throughput.py --mistral-7b-layers 1
 	$(PY) bench/generation.py
 	$(PY) bench/failure_modes_query.py
 

@@ -99,7 +99,10 @@ def lorascope_worker(config: dict, home: Path) -> dict:
 
 
 def mistral_7b_shaped(layers: int, home: Path) -> Path:
-    """Mistral-7B-v0.1's config with `layers` blocks and seeded random weights (written once)."""
+    """Mistral-7B-v0.1's config with `layers` blocks and seeded random weights (written once),
+    with the [INST] chat template that lorascope gives a base Mistral, so that `mlx_lm lora`
+    reads the same chat data."""
+    from lorascope.chat import MISTRAL_INST_TEMPLATE
     from lorascope.models import TINY_MISTRAL_CONFIG, write_tiny_mistral
     from lorascope.planner import KNOWN_CONFIGS
 
@@ -109,6 +112,7 @@ def mistral_7b_shaped(layers: int, home: Path) -> Path:
         config = {**TINY_MISTRAL_CONFIG, **KNOWN_CONFIGS["mistralai/Mistral-7B-v0.1"],
                   "num_hidden_layers": layers, "torch_dtype": "float32"}
         write_tiny_mistral(folder, config)
+        (folder / "chat_template.jinja").write_text(MISTRAL_INST_TEMPLATE)
     return folder
 
 

@@ -62,14 +62,9 @@ def offline() -> Iterator[None]:
 @functools.cache
 def ifbench_evaluation_lib() -> ModuleType:
     """IFBench's `evaluation_lib` (and registry), imported offline with punkt_tab in place."""
-    import nltk
+    from lorascope.ifeval import put_punkt_tab_on_nltk_path
 
-    from lorascope.ifeval import install_punkt_tab, nltk_data_dir
-
-    root = nltk_data_dir()
-    install_punkt_tab(root)
-    if str(root) not in nltk.data.path:
-        nltk.data.path.insert(0, str(root))
+    put_punkt_tab_on_nltk_path()
     try:
         import spacy.cli
 

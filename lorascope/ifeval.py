@@ -64,16 +64,22 @@ def install_punkt_tab(root: Path) -> Path:
     return folder
 
 
-@functools.cache
-def lm_eval_ifeval() -> ModuleType:
-    """lm-eval's `ifeval.utils`, imported with punkt_tab in place and langdetect seeded."""
-    import langdetect
+def put_punkt_tab_on_nltk_path() -> None:
+    """Write punkt_tab (once) and make NLTK search its folder first."""
     import nltk
 
     root = nltk_data_dir()
     install_punkt_tab(root)
     if str(root) not in nltk.data.path:
         nltk.data.path.insert(0, str(root))
+
+
+@functools.cache
+def lm_eval_ifeval() -> ModuleType:
+    """lm-eval's `ifeval.utils`, imported with punkt_tab in place and langdetect seeded."""
+    import langdetect
+
+    put_punkt_tab_on_nltk_path()
     langdetect.DetectorFactory.seed = 0
     try:
         from lm_eval.tasks.ifeval import utils

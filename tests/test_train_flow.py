@@ -13,9 +13,17 @@ from lorascope.home import warehouse_path
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def home(tmp_path: Path, tiny_mistral_dir: Path) -> Path:
+    """A fresh LORASCOPE_HOME that shares the session's prepared tiny-mistral."""
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    return home
+
+
 def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_before_k(
-    prefect_harness, tiny_config, tiny_mistral_dir: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -23,9 +31,6 @@ def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_bef
 
     from flows.pipeline import pipeline
 
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
     # Reports every 2 steps, checkpoints every 4, validation every 3: a validation row at a
     # step that is not 0, a multiple of 3 minus one, or the last step can only come from
     # mlx-lm's validation at the first iteration of a train() call that started there.
@@ -64,16 +69,12 @@ def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_bef
 
 
 def test_lorascope_resume_continues_a_failed_run_from_its_newest_checkpoint(
-    prefect_harness, tiny_config, tiny_mistral_dir: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import flows.pipeline
     from lorascope.cli import main
     from tasks.train import train_task
 
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
     monkeypatch.setenv("LORASCOPE_HOME", str(home))
     config = tiny_config(train={"iters": 8, "steps_per_report": 2, "save_every": 4,
                                 "steps_per_eval": 3})
