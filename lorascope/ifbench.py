@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -152,19 +151,14 @@ def validate_instructions(instructions: Any, where: str) -> list[dict[str, Any]]
 
     IFBench's package is imported only if an `ifbench:` id is present.
     """
-    from lorascope.ifeval import known_instruction_ids as ifeval_ids
+    from lorascope import ifeval
 
     if not isinstance(instructions, list):
         raise ValueError(f"{where}: 'instructions' must be a list of {{id, kwargs}}")
-    for item in instructions:
-        name = item.get("id") if isinstance(item, dict) else None
-        if isinstance(name, str) and name.startswith(PREFIX):
-            validate_ifbench_instruction(item, where)
-        elif name not in ifeval_ids():
-            raise ValueError(
-                f"{where}: unknown IFEval instruction {item!r} (IFBench ids are written "
-                f"'{PREFIX}<IFBench id>'); known IFEval ids: {', '.join(sorted(ifeval_ids()))}"
-            )
+    ours = [i for i in instructions if isinstance(i, dict) and str(i.get("id")).startswith(PREFIX)]
+    for item in ours:
+        validate_ifbench_instruction(item, where)
+    ifeval.validate_instructions([i for i in instructions if i not in ours], where)
     return instructions
 
 
@@ -202,8 +196,3 @@ def prompt_scores(results: Sequence[InstructionResult]) -> dict[str, float]:
         "ifbench_prompt_loose": float(all(r.loose for r in results)),
     }
 
-
-def builtin_prompt_rows() -> list[dict[str, Any]]:
-    """The built-in IFBench-style prompts, as eval prompt rows (id, domain, category, ...)."""
-    with BUILTIN_PROMPTS.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]

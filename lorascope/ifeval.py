@@ -134,8 +134,8 @@ def validate_instructions(instructions: Any, where: str) -> list[dict[str, Any]]
     for item in instructions:
         if not isinstance(item, dict) or item.get("id") not in known:
             raise ValueError(
-                f"{where}: unknown IFEval instruction {item!r}; "
-                f"known ids: {', '.join(sorted(known))}"
+                f"{where}: unknown IFEval instruction {item!r} (IFBench ids are written "
+                f"'ifbench:<IFBench id>'); known IFEval ids: {', '.join(sorted(known))}"
             )
     return instructions
 

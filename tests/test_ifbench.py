@@ -87,19 +87,19 @@ def test_checker_passes_the_following_response_and_fails_the_other(
 
 
 def test_the_cases_cover_every_instruction_of_the_builtin_prompts():
-    used = {i["id"] for row in ifbench.builtin_prompt_rows() for i in row["instructions"]}
+    prompts = load_eval_prompts(ifbench.BUILTIN_PROMPTS)
+    used = {i["id"] for prompt in prompts for i in prompt.instructions}
     assert used == {ifbench.PREFIX + case[0] for case in CASES}
 
 
 def test_builtin_prompts_load_resolve_and_carry_ifbench_phrasing():
-    rows = ifbench.builtin_prompt_rows()
     prompts = load_eval_prompts(ifbench.BUILTIN_PROMPTS)  # validates every instruction
     assert [p.prompt_id for p in prompts] == [f"ifbench-{n:02d}" for n in range(1, 25)]
     assert {p.category.split(":")[1] for p in prompts} == {
         "count", "ratio", "words", "sentence", "format", "custom", "repeat"}
-    for row, prompt in zip(rows, prompts, strict=True):
+    for prompt in prompts:
         assert prompt.domain == "out_of_domain" and prompt.category.startswith("ifbench:")
-        for item in row["instructions"]:
+        for item in prompt.instructions:
             assert item["id"] in ifbench.known_instruction_ids()
             with ifbench.offline():
                 description = ifbench.build_checker(item).build_description(**item["kwargs"])
