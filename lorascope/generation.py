@@ -101,8 +101,10 @@ PREFILL_GROUP = 16
 
 def generate_batch(
     model: Any, tokenizer: Any, token_lists: list[list[int]], max_tokens: int, sampler: Any,
-) -> list[dict[str, Any]]:
-    """One batch through mlx-lm's BatchGenerator: text, tokens, finish reason, latency each."""
+) -> tuple[list[dict[str, Any]], Any]:
+    """One batch through mlx-lm's BatchGenerator: text, tokens, finish reason and latency per
+    prompt, and mlx-lm's `BatchStats` for the batch (prompt and generation tokens/s as
+    `batch_generate` reports them, peak memory)."""
     from mlx_lm.generate import BatchGenerator
 
     generator = BatchGenerator(
@@ -118,19 +120,21 @@ def generate_batch(
     finished: dict[int, tuple[str, float]] = {}
     tic = time.perf_counter()
     try:
-        while responses := generator.next_generated():
-            for r in responses:
-                if r.finish_reason != "stop":  # the EOS token itself is not part of the text
-                    tokens[r.uid].append(r.token)
-                if r.finish_reason is not None:
-                    finished[r.uid] = (r.finish_reason, time.perf_counter() - tic)
+        with generator.stats() as stats:
+            while responses := generator.next_generated():
+                for r in responses:
+                    if r.finish_reason != "stop":  # the EOS token itself is not part of the text
+                        tokens[r.uid].append(r.token)
+                    if r.finish_reason is not None:
+                        finished[r.uid] = (r.finish_reason, time.perf_counter() - tic)
     finally:
         generator.close()
-    return [
+    rows = [
         {"output_text": tokenizer.decode(tokens[uid]), "output_tokens": len(tokens[uid]),
          "finish_reason": finished[uid][0], "latency_seconds": finished[uid][1]}
         for uid in uids
     ]
+    return rows, stats
 
 
 def generate_answers(
@@ -157,9 +161,9 @@ def generate_answers(
         mx.random.seed(seed + index)  # sampling is reproducible per chunk, even on resume
         chunk, token_lists = [p for p, _ in batch], [ids for _, ids in batch]
         tic = time.perf_counter()
-        outputs = generate_batch(model, tokenizer, token_lists, settings.max_tokens, sampler)
-        elapsed = time.perf_counter() - tic
-        throughput = sum(o["output_tokens"] for o in outputs) / elapsed
+        outputs, stats = generate_batch(model, tokenizer, token_lists, settings.max_tokens,
+                                        sampler)
+        throughput = sum(o["output_tokens"] for o in outputs) / (time.perf_counter() - tic)
         on_rows([
             {
                 "prompt_id": p.prompt_id,
@@ -169,6 +173,9 @@ def generate_answers(
                 "batch_index": index,
                 "batch_size": len(chunk),
                 "batch_tokens_per_second": throughput,
+                "batch_prompt_tokens_per_second": stats.prompt_tps,
+                "batch_generation_tokens_per_second": stats.generation_tps,
+                "batch_peak_memory_gb": stats.peak_memory,
             }
             for p, ids, output in zip(chunk, token_lists, outputs, strict=True)
         ])

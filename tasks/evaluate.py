@@ -72,8 +72,11 @@ def generate_variant(context: RunContext, variant: str, log: Callable[[str], Non
             {"run_id": context.run_id, "variant": variant, "created_at": utc_now(), **row}
             for row in batch
         ])
-        log(f"{variant}: {len(batch)} generations landed "
-            f"({batch[0]['batch_tokens_per_second']:.1f} tok/s)")
+        first = batch[0]
+        log(f"{variant}: {len(batch)} generations landed (prompt "
+            f"{first['batch_prompt_tokens_per_second']:.1f} tok/s, generation "
+            f"{first['batch_generation_tokens_per_second']:.1f} tok/s, end to end "
+            f"{first['batch_tokens_per_second']:.1f} tok/s)")
 
     return generate_answers(model, tokenizer, prompts, context.config.eval,
                             context.config.seed, on_rows=land, skip_ids=done)

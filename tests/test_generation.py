@@ -37,7 +37,7 @@ def test_generate_batch_gives_the_same_greedy_text_as_mlx_lm_batch_generate(tiny
 
     model, tokenizer = tiny
     prompts = token_lists(tokenizer)
-    ours = generate_batch(model, tokenizer, prompts, 8, greedy())
+    ours, _ = generate_batch(model, tokenizer, prompts, 8, greedy())
     theirs = batch_generate(model, tokenizer, prompts, max_tokens=8, return_token_ids=True)
     assert [o["output_text"] for o in ours] == theirs.texts
     assert [o["output_tokens"] for o in ours] == [len(t) for t in theirs.token_ids]
@@ -45,8 +45,22 @@ def test_generate_batch_gives_the_same_greedy_text_as_mlx_lm_batch_generate(tiny
 
 def test_a_prompt_that_hits_max_tokens_finishes_with_length(tiny):
     model, tokenizer = tiny
-    (row,) = generate_batch(model, tokenizer, token_lists(tokenizer)[:1], 5, greedy())
+    (row,), _ = generate_batch(model, tokenizer, token_lists(tokenizer)[:1], 5, greedy())
     assert (row["output_tokens"], row["finish_reason"]) == (5, "length")
+
+
+def test_generate_batch_reports_prompt_and_generation_throughput_as_mlx_lm_counts_them(tiny):
+    model, tokenizer = tiny
+    prompts = token_lists(tokenizer)
+    tic = time.perf_counter()
+    rows, stats = generate_batch(model, tokenizer, prompts, 6, greedy())
+    elapsed = time.perf_counter() - tic
+    assert all(r["finish_reason"] == "length" for r in rows)
+    # mlx-lm prefills all but each prompt's last token, which the first decode step consumes
+    assert stats.prompt_tokens == sum(len(p) - 1 for p in prompts)
+    assert stats.generation_tokens == sum(r["output_tokens"] for r in rows) == 18
+    assert 0 < stats.prompt_time < stats.wall_time <= elapsed
+    assert stats.prompt_tps > 0 and stats.generation_tps > 0 and stats.peak_memory > 0
 
 
 def test_a_prompt_that_emits_eos_stops_early_without_the_eos_and_with_its_own_latency(
@@ -63,7 +77,7 @@ def test_a_prompt_that_emits_eos_stops_early_without_the_eos_and_with_its_own_la
     _, eos_tokenizer = load_model(tiny_mistral_dir)
     eos_tokenizer.eos_token_ids.add(first.token_ids[0][0])
     tic = time.perf_counter()
-    rows = generate_batch(model, eos_tokenizer, prompts, 12, greedy())
+    rows, _ = generate_batch(model, eos_tokenizer, prompts, 12, greedy())
     elapsed = time.perf_counter() - tic
     assert (rows[0]["output_text"], rows[0]["output_tokens"], rows[0]["finish_reason"]) == (
         "", 0, "stop")
@@ -89,6 +103,8 @@ def test_generate_answers_lands_chunks_and_skips_prompts_already_generated(tiny)
     assert [[r["prompt_id"] for r in batch] for batch in landed] == [shortest_first]
     row = next(r for r in landed[0] if r["prompt_id"] == "q0")
     assert row["batch_size"] == 2 and row["batch_tokens_per_second"] > 0
+    assert row["batch_prompt_tokens_per_second"] > 0
+    assert row["batch_generation_tokens_per_second"] > 0 and row["batch_peak_memory_gb"] > 0
     assert row["prompt_tokens"] == len(token_lists(tokenizer, QUESTIONS[:1])[0])
     assert row["finish_reason"] == "length" and row["output_tokens"] == 4
 

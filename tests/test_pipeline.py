@@ -55,6 +55,10 @@ def test_every_eval_prompt_has_a_base_and_a_tuned_generation(finished_run) -> No
     ((prompts,),) = rows(finished_run, "select count(*) from prompts where run_id = ?")
     assert prompts > 0
     assert counts == {"base": prompts, "tuned": prompts}
+    throughput = rows(finished_run, "select count(*) from generations where run_id = ? and "
+                                    "batch_prompt_tokens_per_second > 0 and "
+                                    "batch_generation_tokens_per_second > 0")
+    assert throughput == [(2 * prompts,)]
 
 
 def test_generations_are_scored_and_capability_items_recorded_for_both_models(
@@ -79,7 +83,7 @@ def test_the_report_is_written_with_the_run_facts(finished_run) -> None:
     text = report.read_text()
     assert text.startswith(f"# lorascope report: {finished_run['run_id']}")
     assert "## Capability preservation" in text and "## Training curve" in text
-    assert "## Attention shift by layer" in text
+    assert "## Attention shift by layer" in text and "## Generation throughput" in text
 
 
 def test_the_run_folder_records_config_seed_data_hash_and_code_version(finished_run) -> None:
