@@ -77,12 +77,20 @@ def test_a_prompt_that_emits_eos_stops_early_without_the_eos_and_with_its_own_la
     _, eos_tokenizer = load_model(tiny_mistral_dir)
     eos_tokenizer.eos_token_ids.add(first.token_ids[0][0])
     tic = time.perf_counter()
-    rows, _ = generate_batch(model, eos_tokenizer, prompts, 12, greedy())
+    rows, stats = generate_batch(model, eos_tokenizer, prompts, 12, greedy())
     elapsed = time.perf_counter() - tic
     assert (rows[0]["output_text"], rows[0]["output_tokens"], rows[0]["finish_reason"]) == (
         "", 0, "stop")
     assert all(0 < r["latency_seconds"] <= elapsed for r in rows)
     assert rows[0]["latency_seconds"] < min(r["latency_seconds"] for r in rows[1:])
+    # The finished prompt stayed in the batch (no KV-cache copy to drop it) without changing
+    # the others' answers: mlx-lm's batch_generate, which drops it, gives the same texts.
+    theirs = batch_generate(model, eos_tokenizer, prompts, max_tokens=12)
+    assert [r["output_text"] for r in rows] == theirs.texts
+    # Generated tokens count the EOS of a stopped prompt, not what was decoded after it.
+    assert stats.generation_tokens == sum(
+        r["output_tokens"] + (r["finish_reason"] == "stop") for r in rows)
+    assert stats.generation_tokens < 3 * 12
 
 
 def test_generate_answers_lands_chunks_and_skips_prompts_already_generated(tiny):
