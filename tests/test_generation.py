@@ -63,13 +63,17 @@ def test_generate_batch_reports_prompt_and_generation_throughput_as_mlx_lm_count
     assert stats.prompt_tps > 0 and stats.generation_tps > 0 and stats.peak_memory > 0
 
 
+# 0.25: the finished prompt (1 of 3 rows) leaves the batch at once; 2.0: it never does
+@pytest.mark.parametrize("remove_share", [0.25, 2.0])
 def test_a_prompt_that_emits_eos_stops_early_without_the_eos_and_with_its_own_latency(
-    tiny, tiny_mistral_dir
+    tiny, tiny_mistral_dir, monkeypatch, remove_share
 ):
     from mlx_lm.generate import batch_generate
 
+    from lorascope import generation
     from lorascope.models import load_model
 
+    monkeypatch.setattr(generation, "REMOVE_FINISHED_SHARE", remove_share)
     model, tokenizer = tiny
     prompts = token_lists(tokenizer)
     first = batch_generate(model, tokenizer, prompts, max_tokens=1, return_token_ids=True)
@@ -83,8 +87,8 @@ def test_a_prompt_that_emits_eos_stops_early_without_the_eos_and_with_its_own_la
         "", 0, "stop")
     assert all(0 < r["latency_seconds"] <= elapsed for r in rows)
     assert rows[0]["latency_seconds"] < min(r["latency_seconds"] for r in rows[1:])
-    # The finished prompt stayed in the batch (no KV-cache copy to drop it) without changing
-    # the others' answers: mlx-lm's batch_generate, which drops it, gives the same texts.
+    # Keeping the finished prompt in the batch or removing it changes no other answer:
+    # mlx-lm's batch_generate, which drops it at once, gives the same texts.
     theirs = batch_generate(model, eos_tokenizer, prompts, max_tokens=12)
     assert [r["output_text"] for r in rows] == theirs.texts
     # Generated tokens count the EOS of a stopped prompt, not what was decoded after it.
