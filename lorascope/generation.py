@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,6 @@ def generate_batch(
     together once they are REMOVE_FINISHED_SHARE of the rows decoded, so at most that share of
     a step is spent on them and a batch pays a few copies, not one per early answer.
     """
-    from dataclasses import replace
-
     from mlx_lm.generate import BatchGenerator
 
     eos = set(tokenizer.eos_token_ids)
@@ -139,25 +138,22 @@ def generate_batch(
     finished: dict[int, tuple[str, float]] = {}
     still_decoded: list[int] = []  # finished at EOS, still rows of mlx-lm's batch
     tic = time.perf_counter()
-    try:
-        with generator.stats() as stats:
-            while len(finished) < len(uids) and (responses := generator.next_generated()):
-                for r in responses:
-                    if r.uid in finished:
-                        continue
-                    if r.token in eos:  # the EOS token itself is not part of the text
-                        finished[r.uid] = ("stop", time.perf_counter() - tic)
-                        if r.finish_reason is None:
-                            still_decoded.append(r.uid)
-                        continue
-                    tokens[r.uid].append(r.token)
-                    if r.finish_reason == "length":
-                        finished[r.uid] = ("length", time.perf_counter() - tic)
-                if still_decoded and len(still_decoded) >= REMOVE_FINISHED_SHARE * len(responses):
-                    generator.remove(still_decoded)
-                    still_decoded = []
-    finally:
-        generator.close()
+    with closing(generator), generator.stats() as stats:
+        while len(finished) < len(uids) and (responses := generator.next_generated()):
+            for r in responses:
+                if r.uid in finished:
+                    continue
+                if r.token in eos:  # the EOS token itself is not part of the text
+                    finished[r.uid] = ("stop", time.perf_counter() - tic)
+                    if r.finish_reason is None:
+                        still_decoded.append(r.uid)
+                    continue
+                tokens[r.uid].append(r.token)
+                if r.finish_reason == "length":
+                    finished[r.uid] = ("length", time.perf_counter() - tic)
+            if still_decoded and len(still_decoded) >= REMOVE_FINISHED_SHARE * len(responses):
+                generator.remove(still_decoded)
+                still_decoded = []
     rows = [
         {"output_text": tokenizer.decode(tokens[uid]), "output_tokens": len(tokens[uid]),
          "finish_reason": finished[uid][0], "latency_seconds": finished[uid][1]}
@@ -192,10 +188,9 @@ def generate_answers(
     for index, batch in enumerate(chunks(pending, settings.batch_size)):
         mx.random.seed(seed + index)  # sampling is reproducible per chunk, even on resume
         chunk, token_lists = [p for p, _ in batch], [ids for _, ids in batch]
-        tic = time.perf_counter()
         outputs, stats = generate_batch(model, tokenizer, token_lists, settings.max_tokens,
                                         sampler)
-        throughput = sum(o["output_tokens"] for o in outputs) / (time.perf_counter() - tic)
+        throughput = sum(o["output_tokens"] for o in outputs) / stats.wall_time
         on_rows([
             {
                 "prompt_id": p.prompt_id,

@@ -67,13 +67,7 @@ SECTIONS = (
      "Per generated batch, as mlx-lm's batch_generate reports it: prompt tokens/s (prefill), "
      "generation tokens/s (generated tokens over the time outside prefill), end-to-end "
      "tokens/s, the slowest prompt's latency and the process's peak memory.",
-     "select variant, batch_index, count(*) as prompts, sum(prompt_tokens) as prompt_tokens, "
-     "sum(output_tokens) as output_tokens, "
-     "any_value(batch_prompt_tokens_per_second) as prompt_tokens_per_second, "
-     "any_value(batch_generation_tokens_per_second) as generation_tokens_per_second, "
-     "any_value(batch_tokens_per_second) as end_to_end_tokens_per_second, "
-     "max(latency_seconds) as max_latency_seconds, any_value(batch_peak_memory_gb) as "
-     "peak_memory_gb from generations where run_id = ? group by variant, batch_index "
+     "select * exclude (run_id) from generation_throughput where run_id = ? "
      "order by variant, batch_index"),
     ("Regressions",
      "Prompts and metrics the base model passed and the tuned model failed.",

@@ -484,6 +484,30 @@ def test_perplexity_preservation_gives_both_perplexities_and_the_paired_nll_chan
     assert {k: row[k] for k in expected} == pytest.approx(expected)
 
 
+def test_generation_throughput_gives_one_row_per_batch_with_its_rates(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    batch_rates = {0: (250.0, 90.0, 60.0, 2.1), 1: (150.0, 50.0, 30.0, 2.2)}
+    write_rows(path, "generations", [
+        {"run_id": RUN, "variant": "base", "prompt_id": f"p{i}", "prompt_tokens": 10 + i,
+         "output_tokens": 5, "finish_reason": "length", "latency_seconds": 1.0 + i,
+         "batch_index": i // 2, "batch_size": 2,
+         **dict(zip(["batch_prompt_tokens_per_second", "batch_generation_tokens_per_second",
+                     "batch_tokens_per_second", "batch_peak_memory_gb"],
+                    batch_rates[i // 2], strict=True))}
+        for i in range(4)
+    ])
+    rows = _rows_as_dicts(path, "select * exclude (run_id) from generation_throughput "
+                                "order by batch_index")
+    assert rows == [
+        {"variant": "base", "batch_index": b, "prompts": 2, "prompt_tokens": 21 + 4 * b,
+         "output_tokens": 10, "prompt_tokens_per_second": batch_rates[b][0],
+         "generation_tokens_per_second": batch_rates[b][1],
+         "end_to_end_tokens_per_second": batch_rates[b][2],
+         "max_latency_seconds": 2.0 + 2 * b, "peak_memory_gb": batch_rates[b][3]}
+        for b in (0, 1)
+    ]
+
+
 EVALUATION_QUERIES = {
     "runs",
     "goal_improvement",
