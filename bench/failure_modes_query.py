@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import warehouse
+from lorascope import warehouse
 
 RUNS = 10
 MODES = ["empty", "truncated", "repetition", "template_leak", "user_turn_continuation",

@@ -2,13 +2,13 @@
 
 Both sides run the same model, prompts (the built-in eval prompts), greedy sampling and token
 budget; sequential is mlx-lm's own `stream_generate`, one prompt after another, batched is
-`lorascope.generation.generate_batch` (mlx-lm's BatchGenerator) on the whole batch. Each side
-is measured the way mlx-lm reports it: prompt tokens/s (prefill), generation tokens/s
+`lorascope.evaluation.generation.generate_batch` (mlx-lm's BatchGenerator) on the whole batch.
+Each side is measured the way mlx-lm reports it: prompt tokens/s (prefill), generation tokens/s
 (generated tokens over the time outside prefill; `stream_generate`'s `generation_tps`,
 `batch_generate`'s `BatchStats.generation_tps`), plus end-to-end tokens/s on our own clock.
-Target: generation tokens/s >= 8x at batch 32 on smollm2-135m. Both sides run `--rounds`
-times, alternating, and the median of the per-round ratios is the result (this 2-core machine's
-run-to-run noise is about 15 %). Run with OpenBLAS preloaded (`make bench` does).
+Target: generation tokens/s >= 8x at batch 32 on smollm2-135m. Both sides run `--rounds` times,
+alternating, and the median of the per-round ratios is the result (this 2-core machine's run-
+to-run noise is about 15 %). Run with OpenBLAS preloaded (`make bench` does).
 
     python bench/generation.py [--model smollm2-135m] [--batch 32] [--max-tokens 48] [--rounds 3]
 """
@@ -22,10 +22,11 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorascope.builtin_data import resolve_eval_prompts
-from lorascope.chat import prompt_tokens
-from lorascope.generation import generate_batch, load_eval_prompts
-from lorascope.models import load_model, resolve_model
+from lorascope.data.builtin import resolve_eval_prompts
+from lorascope.evaluation.generation import generate_batch
+from lorascope.evaluation.prompts import load_eval_prompts
+from lorascope.models.chat import prompt_tokens
+from lorascope.models.loader import load_model, resolve_model
 
 
 @dataclass

@@ -56,10 +56,10 @@ def write_bench_data(model: str, seq: int, batch: int, home: Path, folder: Path)
     chat JSONL (train/valid/test); returns how many."""
     from mlx_lm.tokenizer_utils import load as load_tokenizer
 
-    from lorascope.builtin_data import resolve_data_source
-    from lorascope.chat import conversation_tokens, ensure_chat_template
-    from lorascope.data import load_splits
-    from lorascope.models import resolve_model
+    from lorascope.data.builtin import resolve_data_source
+    from lorascope.data.sources import load_splits
+    from lorascope.models.chat import conversation_tokens, ensure_chat_template
+    from lorascope.models.loader import resolve_model
 
     tokenizer = ensure_chat_template(load_tokenizer(resolve_model(model, home)))
     train = load_splits(resolve_data_source("builtin:sciq-format", home))["train"]
@@ -79,9 +79,10 @@ def lorascope_worker(config: dict, home: Path) -> dict:
     import mlx.core as mx
 
     from lorascope.config import parse_config
-    from lorascope.data import load_splits
-    from lorascope.models import load_model, resolve_model
-    from lorascope.training import train_adapters
+    from lorascope.data.sources import load_splits
+    from lorascope.models.loader import load_model, resolve_model
+    from lorascope.paths import RunPaths
+    from lorascope.training.trainer import train_adapters
 
     run_config = parse_config(config)
     model_path = resolve_model(run_config.model.source, home)
@@ -93,7 +94,8 @@ def lorascope_worker(config: dict, home: Path) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         train_adapters(model, tokenizer, [r.messages for r in splits["train"]],
                        [r.messages for r in splits["valid"]], run_config, model_path,
-                       Path(run_dir), "bench", "bench", sink=rows.extend, log=lambda _: None)
+                       RunPaths(Path(run_dir)), "bench", "bench", sink=rows.extend,
+                       log=lambda _: None)
     rates = [r["tokens_per_second"] for r in rows if r["split"] == "train"]
     return {"rates": rates, "peak_gb": mx.get_peak_memory() / 1e9}
 
@@ -102,9 +104,9 @@ def mistral_7b_shaped(layers: int, home: Path) -> Path:
     """Mistral-7B-v0.1's config with `layers` blocks and seeded random weights (written once),
     with the [INST] chat template that lorascope gives a base Mistral, so that `mlx_lm lora`
     reads the same chat data."""
-    from lorascope.chat import MISTRAL_INST_TEMPLATE
-    from lorascope.models import TINY_MISTRAL_CONFIG, write_tiny_mistral
-    from lorascope.planner import KNOWN_CONFIGS
+    from lorascope.models.chat import MISTRAL_INST_TEMPLATE
+    from lorascope.models.loader import TINY_MISTRAL_CONFIG, write_tiny_mistral
+    from lorascope.training.planner import KNOWN_CONFIGS
 
     folder = home / "bench" / f"mistral-7b-shaped-{layers}-layers"
     if not (folder / "config.json").is_file():
@@ -181,8 +183,8 @@ def main() -> None:
 
     from lorascope.blas import find_optimized_blas
     from lorascope.config import parse_config
-    from lorascope.models import resolve_model
-    from lorascope.planner import HARDWARE, DataStats, model_dims_for, plan_run
+    from lorascope.models.loader import resolve_model
+    from lorascope.training.planner import HARDWARE, DataStats, model_dims_for, plan_run
 
     openblas = find_optimized_blas()
     if openblas is None:

@@ -62,18 +62,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
 
-    from expectations.instruction_data import validate_instruction_data
-    from lorascope.chat import conversation_tokens
+    from lorascope.expectations.instruction_data import validate_instruction_data
+
     from lorascope.config import DataConfig
-    from lorascope.data import (
-        build_validation_frame,
-        load_splits,
-        read_source,
-        token_counts,
-        tokenizer_for,
-    )
-    from lorascope.models import resolve_model
-    from tasks.prepare import prepare_splits, write_prepared
+    from lorascope.data.prepare import prepare_splits, write_prepared
+    from lorascope.data.rules import build_validation_frame, token_counts, tokenizer_for
+    from lorascope.data.sources import load_splits, read_source
+    from lorascope.models.chat import conversation_tokens
+    from lorascope.models.loader import resolve_model
 
     data = DataConfig(max_label_fraction=0.5)
     with tempfile.TemporaryDirectory() as scratch:

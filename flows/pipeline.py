@@ -1,25 +1,22 @@
-"""The lorascope pipeline: validate → train → generate → score → attention → report.
-
-Every step lands its results in the warehouse as it goes.
-"""
+"""The lorascope pipeline: start → validate → train → evaluate (generate, score, capability,
+lm-eval, attention, gate, report) → finish. Every step lands its results in the warehouse as
+it goes; re-running a config resumes its run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from lorascope.flows.evaluation import evaluate_run, finished
+from lorascope.tasks.data import validate_task
+from lorascope.tasks.runs import start_task
+from lorascope.tasks.training import train_task
+from prefect import flow, get_run_logger, serve
 from prefect.schedules import Cron
 
 from lorascope.blas import describe_blas
 from lorascope.config import load_config
-from lorascope.home import lorascope_home
-from tasks.attention import attention_task
-from tasks.evaluate import VARIANTS, capability_task, generate_task, harness_task, score_task
-from tasks.prepare import finish_task, prepare_task
-from tasks.report import report_task
-from tasks.train import train_task
-from tasks.validate import validate_task
+from lorascope.paths import lorascope_home
 
 
 @flow(name="lorascope-pipeline", log_prints=True)
@@ -31,26 +28,11 @@ def pipeline(config_path: str, overrides: list[str] | None = None, home: str | N
     """
     get_run_logger().info(describe_blas())
     config = load_config(config_path, overrides)
-    context = prepare_task(config, Path(home) if home else lorascope_home())
-    try:
+    context = start_task(config, Path(home) if home else lorascope_home())
+    with finished(context):
         validate_task(context)
         train_task(context)
-        for variant in VARIANTS:
-            generate_task(context, variant)
-        score_task(context)
-        for variant in VARIANTS:
-            capability_task(context, variant)
-        if config.eval.harness_tasks:
-            for variant in VARIANTS:
-                harness_task(context, variant)
-        if config.eval.attention_prompts:
-            attention_task(context)
-        report = report_task(context)
-    except BaseException as error:
-        finish_task(context, "failed", f"{type(error).__name__}: {error}")
-        raise
-    finish_task(context, "completed")
-    get_run_logger().info("report: %s", report)
+        evaluate_run(context)
     return context.run_id
 
 
@@ -67,3 +49,8 @@ def deployment_for(config_path: str, cron: str | None = None, timezone: str = "U
         description=f"lorascope pipeline for {config_file}",
         tags=["lorascope"],
     )
+
+
+def serve_pipeline(config_path: str, cron: str | None = None, timezone: str = "UTC") -> None:
+    """Serve the config's deployment until interrupted (`lorascope serve`)."""
+    serve(deployment_for(config_path, cron, timezone))

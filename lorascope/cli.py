@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lorascope.blas import ensure_optimized_blas
+from lorascope.errors import EXIT_CODES, exit_code, is_user_error
 
 EXAMPLES = """\
 examples:
@@ -21,8 +22,10 @@ examples:
   lorascope eval configs/demo.yaml --adapter DIR         base vs base+adapter, no training
   lorascope sweep configs/demo.yaml lora.rank 4 8 16     rank sensitivity, one run per value
   lorascope serve configs/demo.yaml --cron "0 1 * * *"   run from the Prefect UI; nightly at 01:00
+  lorascope config explain                               every config field, default and help
 
 State lives in $LORASCOPE_HOME (default ./.lorascope): warehouse.duckdb and runs/<run_id>/.
+
 """
 
 
@@ -30,9 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lorascope",
         description="LoRA-instruction-tune an LLM with MLX and measure what the tuning changed.",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + "\nexit codes:\n" + "".join(
+            f"  {code}  {meaning}\n" for code, meaning in EXIT_CODES.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks of failures (and Prefect's) instead of one line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the full pipeline flow for a config")
@@ -90,35 +96,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser("prepare-model", help="prepare a built-in model (once)")
     prepare.add_argument("name", help="smollm2-135m or tiny-mistral")
+
+    config = commands.add_parser("config", help="explain the config fields, or show a config")
+    config_commands = config.add_subparsers(dest="config_command", required=True,
+                                            metavar="ACTION")
+    explain = config_commands.add_parser(
+        "explain", help="every field with its type, default and help (or one section's)")
+    explain.add_argument("section", nargs="?",
+                         help="model, data, lora, train or eval (default: all)")
+    show = config_commands.add_parser(
+        "show", help="a config as it loads: every field, defaults filled in")
+    show.add_argument("config")
+    show.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="override a config value (repeatable)")
     return parser
 
 
 def cmd_run(config_path: str, overrides: list[str]) -> int:
-    from flows.pipeline import pipeline
-    from lorascope.home import lorascope_home, warehouse_path
+    from lorascope.config import load_config
+
+    load_config(config_path, overrides)  # a bad config fails here, before Prefect starts
+    from lorascope.flows.pipeline import pipeline
+    from lorascope.paths import RunPaths, warehouse_path
 
     run_id = pipeline(config_path, overrides)
-    home = lorascope_home()
     print(f"\nrun {run_id} completed")
-    print(f"  report:    {home / 'runs' / run_id / 'report.md'}")
-    print(f"  warehouse: {warehouse_path(home)}")
-    print('  try:       lorascope sql --saved goal_improvement')
+    print(f"  report:    {RunPaths.of(run_id).report}")
+    print(f"  warehouse: {warehouse_path()}")
+    print("  try:       lorascope sql --saved goal_improvement")
     return 0
 
 
 def cmd_resume(run_id: str) -> int:
-    from lorascope.home import runs_dir
+    from lorascope.config import ConfigError
+    from lorascope.paths import RunPaths, runs_dir
 
-    config = runs_dir() / run_id / "config.yaml"
+    config = RunPaths.of(run_id).config
     if not config.is_file():
-        print(f"lorascope: no run {run_id!r} under {runs_dir()}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"no run {run_id!r} under {runs_dir()} (no {config.name} there)")
     return cmd_run(str(config), [])
 
 
 def cmd_sql(query: str | None, saved: str | None, list_saved: bool) -> int:
-    import warehouse
-    from lorascope.home import warehouse_path
+    from lorascope import warehouse
+    from lorascope.paths import warehouse_path
 
     if list_saved:
         print("\n".join(warehouse.saved_query_names()))
@@ -136,13 +157,13 @@ def cmd_sql(query: str | None, saved: str | None, list_saved: bool) -> int:
 def cmd_validate(config_path: str, data: str | None) -> int:
     import tempfile
 
-    from lorascope.builtin_data import resolve_data_source
     from lorascope.config import load_config
-    from lorascope.data import tokenizer_for
-    from lorascope.home import lorascope_home
-    from lorascope.models import resolve_model
-    from tasks.prepare import prepare_data
-    from tasks.validate import validate_folder
+    from lorascope.data.builtin import resolve_data_source
+    from lorascope.data.prepare import prepare_data
+    from lorascope.data.rules import tokenizer_for
+    from lorascope.data.validation import DataValidationFailed, validate_folder
+    from lorascope.models.loader import resolve_model
+    from lorascope.paths import lorascope_home
 
     config = load_config(config_path)
     if data:
@@ -161,49 +182,54 @@ def cmd_validate(config_path: str, data: str | None) -> int:
         )
     print(file=sys.stderr)
     print(markdown)
-    return 0 if report.success else 1
+    return 0 if report.success else DataValidationFailed.exit_code
 
 
 def cmd_sweep(config_path: str, parameter: str, raw_values: list[str]) -> int:
     import yaml
 
-    from flows.experiments import sweep
+    from lorascope.experiments import check_values
 
-    experiment_id = sweep(config_path, parameter, [yaml.safe_load(v) for v in raw_values])
+    values = [yaml.safe_load(v) for v in raw_values]
+    check_values(config_path, parameter, values)  # before Prefect starts
+    from lorascope.flows.experiments import sweep
+
+    experiment_id = sweep(config_path, parameter, values)
     print(f"\nexperiment {experiment_id} completed")
     print("  try:       lorascope sql --saved experiment_results")
     return 0
 
 
 def cmd_serve(config_path: str, cron: str | None, timezone: str) -> int:
-    from prefect import serve
+    from lorascope.config import load_config
 
-    from flows.pipeline import deployment_for
+    load_config(config_path)
+    from lorascope.flows.pipeline import serve_pipeline
 
-    serve(deployment_for(config_path, cron, timezone))
+    serve_pipeline(config_path, cron, timezone)
     return 0
 
 
 def cmd_eval(config_path: str, adapter: str | None, overrides: list[str]) -> int:
     from lorascope.config import load_config
-    from lorascope.home import lorascope_home
-    from tasks.evaluate import CapabilityRegressionError, evaluate_adapter
+    from lorascope.runs import check_adapter_folder
 
-    config = load_config(config_path, overrides)
-    try:
-        context = evaluate_adapter(config, Path(adapter) if adapter else None, lorascope_home())
-    except CapabilityRegressionError as error:
-        print(f"lorascope eval: {error}", file=sys.stderr)
-        return 3
-    print(f"\nrun {context.run_id} evaluated\n  report:    {context.report_path}")
+    load_config(config_path, overrides)
+    if adapter:
+        check_adapter_folder(Path(adapter))
+    from lorascope.flows.evaluation import evaluate_adapter
+    from lorascope.paths import RunPaths
+
+    run_id = evaluate_adapter(config_path, adapter, overrides)
+    print(f"\nrun {run_id} evaluated\n  report:    {RunPaths.of(run_id).report}")
     print("  try:       lorascope sql --saved instruction_following")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from lorascope import planner
     from lorascope.config import load_config
-    from lorascope.home import lorascope_home
+    from lorascope.paths import lorascope_home
+    from lorascope.training import planner
 
     config = load_config(args.config, args.overrides)
     home = lorascope_home()
@@ -217,38 +243,67 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_model(name: str) -> int:
-    from lorascope.models import resolve_model
+    from lorascope.models.loader import resolve_model
 
     print(resolve_model(name, progress=print))
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from lorascope.config import dump_config, explain_config, load_config
+
+    if args.config_command == "explain":
+        print(explain_config(args.section))
+    else:
+        print(dump_config(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+FLOW_COMMANDS = ("run", "resume", "sweep", "serve", "eval")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return cmd_run(args.config, args.overrides)
+    if args.command == "resume":
+        return cmd_resume(args.run_id)
+    if args.command == "sql":
+        return cmd_sql(args.query, args.saved, args.list)
+    if args.command == "validate":
+        return cmd_validate(args.config, args.data)
+    if args.command == "sweep":
+        return cmd_sweep(args.config, args.parameter, args.values)
+    if args.command == "serve":
+        return cmd_serve(args.config, args.cron, args.timezone)
+    if args.command == "eval":
+        return cmd_eval(args.config, args.adapter, args.overrides)
+    if args.command == "plan":
+        return cmd_plan(args)
+    if args.command == "config":
+        return cmd_config(args)
+    return cmd_prepare_model(args.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("run", "resume", "sweep", "serve", "prepare-model", "eval"):
+    if args.command in (*FLOW_COMMANDS, "prepare-model"):
         ensure_optimized_blas()  # re-execs once; MLX-heavy commands only
     quiet_offline_defaults()
+    if args.command in FLOW_COMMANDS and not args.debug:
+        from lorascope.flows.console import hide_user_error_tracebacks
+
+        hide_user_error_tracebacks()
     try:
-        if args.command == "run":
-            return cmd_run(args.config, args.overrides)
-        if args.command == "resume":
-            return cmd_resume(args.run_id)
-        if args.command == "sql":
-            return cmd_sql(args.query, args.saved, args.list)
-        if args.command == "validate":
-            return cmd_validate(args.config, args.data)
-        if args.command == "sweep":
-            return cmd_sweep(args.config, args.parameter, args.values)
-        if args.command == "serve":
-            return cmd_serve(args.config, args.cron, args.timezone)
-        if args.command == "eval":
-            return cmd_eval(args.config, args.adapter, args.overrides)
-        if args.command == "plan":
-            return cmd_plan(args)
-        return cmd_prepare_model(args.name)
-    except user_errors() as error:
-        print(f"lorascope: {error}", file=sys.stderr)
-        return 1
+        return dispatch(args)
+    except Exception as error:
+        if args.debug:
+            raise
+        code = exit_code(error)
+        what = str(error) if is_user_error(error) else (
+            f"unexpected error: {type(error).__name__}: {error} "
+            "(run with --debug for the traceback)")
+        print(f"lorascope: {one_line(what)}", file=sys.stderr)
+        return code
 
 
 def quiet_offline_defaults() -> None:
@@ -260,18 +315,8 @@ def quiet_offline_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message already says what went wrong and where: no traceback."""
-    import duckdb
-
-    from lorascope.config import ConfigError
-    from lorascope.data import DataError
-    from lorascope.harness import HarnessTaskError
-    from lorascope.models import ModelSourceError
-    from lorascope.training import TrainingError
-
-    return (ConfigError, DataError, HarnessTaskError, ModelSourceError, TrainingError,
-            FileNotFoundError, KeyError, duckdb.Error)
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ written as YAML strings such as `2e-4` are coerced, because PyYAML reads them as
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lorascope.errors import LorascopeError
 
 
 class _Section(BaseModel):
@@ -83,7 +86,10 @@ class DataConfig(_Section):
         default_factory=dict,
         description="Per-rule override of mostly, keyed by " + ", ".join(ROW_RULES) + ".",
     )
-    max_duplicate_fraction: float = Field(0.01, ge=0, le=1)
+    max_duplicate_fraction: float = Field(
+        0.01, ge=0, le=1,
+        description="Largest share of rows per split that may repeat another row (after dedup)."
+    )
     max_label_fraction: float | None = Field(
         None, gt=0, le=1,
         description="Class/domain balance: no label (see data.columns) may hold more than "
@@ -109,15 +115,17 @@ class DataConfig(_Section):
 
 
 class LoraConfig(_Section):
-    fine_tune_type: Literal["lora", "dora", "full"] = "lora"
-    rank: int = Field(8, gt=0)
+    fine_tune_type: Literal["lora", "dora", "full"] = Field(
+        "lora", description="lora, dora (weight-decomposed LoRA) or full fine-tuning (mlx-lm's)."
+    )
+    rank: int = Field(8, gt=0, description="LoRA rank r: size of the low-rank update.")
     scale: float | None = Field(
         None, description="mlx-lm's multiplier on the LoRA update. Give scale or alpha."
     )
     alpha: float | None = Field(
         None, description="PEFT-style alpha; scale = alpha / rank. Give scale or alpha."
     )
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
     num_layers: int = Field(-1, description="Last N transformer blocks to adapt; -1 = all.")
     # Not called `keys` (mlx-lm's name): a pydantic model with a `keys` attribute looks like a
     # mapping to Prefect, which then fails to walk the task parameters.
@@ -151,17 +159,25 @@ class LoraConfig(_Section):
 
 class TrainConfig(_Section):
     iters: int = Field(60, gt=0, description="Optimizer steps to train for.")
-    batch_size: int = Field(4, gt=0)
-    learning_rate: float = Field(2e-4, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    optimizer: Literal["adam", "adamw"] = "adamw"
-    weight_decay: float = Field(0.0, ge=0)
-    grad_accumulation_steps: int = Field(1, gt=0)
-    grad_checkpoint: bool = False
+    batch_size: int = Field(4, gt=0, description="Examples per micro-batch.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    warmup_steps: int = Field(
+        0, ge=0, description="Linear warmup from 0 to learning_rate over this many updates."
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="After warmup: constant, or cosine decay to 0 at the last update."
+    )
+    optimizer: Literal["adam", "adamw"] = Field("adamw", description="MLX optimizer.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (adamw).")
+    grad_accumulation_steps: int = Field(
+        1, gt=0, description="Micro-batches per optimizer update (effective batch multiplier)."
+    )
+    grad_checkpoint: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, ~1/3 slower."
+    )
     mask_prompt: bool = Field(True, description="Train on assistant tokens only.")
-    steps_per_report: int = Field(10, gt=0)
-    steps_per_eval: int = Field(50, gt=0)
+    steps_per_report: int = Field(10, gt=0, description="Steps between train-loss reports.")
+    steps_per_eval: int = Field(50, gt=0, description="Steps between validation-loss reports.")
     val_batches: int = Field(4, description="-1 evaluates the whole validation split.")
     save_every: int = Field(20, gt=0, description="Checkpoint interval in steps.")
     keep_checkpoints: int = Field(3, gt=0, description="How many recent checkpoints to keep.")
@@ -237,7 +253,7 @@ class EvalConfig(_Section):
 
     @model_validator(mode="after")
     def _known_tasks(self) -> EvalConfig:
-        from lorascope.capability import PERPLEXITY_CORPORA, TASKS
+        from lorascope.evaluation.capability import PERPLEXITY_CORPORA, TASKS
 
         for key, names, known in (("capability_tasks", self.capability_tasks, TASKS),
                                   ("perplexity_corpora", self.perplexity_corpora,
@@ -249,7 +265,7 @@ class EvalConfig(_Section):
 
     @model_validator(mode="after")
     def _harness_settings(self) -> EvalConfig:
-        from lorascope.harness_tasks import PREFIX, offline_task_names
+        from lorascope.evaluation.harness_tasks import PREFIX, offline_task_names
 
         repeated = sorted({n for n in self.harness_tasks if self.harness_tasks.count(n) > 1})
         if repeated:
@@ -268,28 +284,52 @@ class EvalConfig(_Section):
 
 
 class RunConfig(_Section):
-    name: str = Field("run", description="Human name; the run id adds a time stamp.")
-    seed: int = 0
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    name: str = Field(
+        "run", description="Human name; the run id adds a hash of the config (same config, "
+        "same run: running it again resumes it)."
+    )
+    seed: int = Field(0, description="Seed of training (init, data order, dropout) and sampling.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
+    data: DataConfig = Field(default_factory=DataConfig,
+                             description="Training data, its preparation and validation rules.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="The adapters.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The training loop.")
+    eval: EvalConfig = Field(default_factory=EvalConfig,
+                             description="Evaluation of base vs tuned.")
 
     def config_hash(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-class ConfigError(ValueError):
+class ConfigError(LorascopeError, ValueError):
     """A config file that cannot be used, with the file and key named."""
+
+    exit_code = 2
+
+
+def nearest_key(loc: tuple[Any, ...]) -> str | None:
+    """The valid key closest to the unknown one at `loc` (a typo's likely intent)."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        annotation = model.model_fields.get(str(part))
+        if annotation is None or not (isinstance(annotation.annotation, type)
+                                      and issubclass(annotation.annotation, BaseModel)):
+            return None
+        model = annotation.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+    return ".".join([*map(str, loc[:-1]), close[0]]) if close else None
 
 
 def _describe(error: ValidationError, origin: str) -> str:
     lines = [f"{origin}: invalid config"]
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {key}: {item['msg']}")
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            nearest = nearest_key(item["loc"])
+            message = "unknown key" + (f"; did you mean {nearest}?" if nearest else "")
+        lines.append(f"  {key}: {message}")
     return "\n".join(lines)
 
 
@@ -331,3 +371,38 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 def dump_config(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    return getattr(annotation, "__name__", None) if isinstance(annotation, type) else text
+
+
+def _default(field: Any) -> Any:
+    value = field.get_default(call_default_factory=True)
+    return json.dumps(value) if not isinstance(value, BaseModel) else None
+
+
+def explain_config(section: str | None = None) -> str:
+    """Every config field as `key  type  default` with its help below, like mlx-lm's
+    argument help; one section's fields when `section` names it."""
+    sections = {name: field.annotation for name, field in RunConfig.model_fields.items()
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+    if section is not None and section not in sections:
+        raise ConfigError(f"no config section {section!r}; sections: {', '.join(sections)}")
+    lines = []
+    groups = [("", RunConfig)] + [(f"{name}.", model) for name, model in sections.items()]
+    for prefix, model in groups:
+        if section is not None and prefix != f"{section}.":
+            continue
+        title = prefix.rstrip(".") or "top level"
+        lines.append(f"{title}:" + (f" {RunConfig.model_fields[title].description}"
+                                     if title in RunConfig.model_fields else ""))
+        for name, field in model.model_fields.items():
+            if prefix == "" and name in sections:
+                continue
+            lines.append(f"  {prefix}{name}  ({_type_name(field.annotation)}, "
+                         f"default {_default(field)})")
+            lines.append(f"      {field.description}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

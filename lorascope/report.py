@@ -1,13 +1,19 @@
-"""The per-run research report: Markdown rendered from warehouse query results.
+"""The per-run research report: Markdown laid out from the warehouse.
 
-Everything in the report is a query users can re-run in SQL; the report only lays it out.
+Every section is a query in warehouse/report/ that users can re-run in SQL (the report shows
+it); this module only lays the results out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from lorascope import warehouse
+from lorascope.blas import describe_blas
+from lorascope.runs import RunContext
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,63 @@ class Section:
     columns: Sequence[str]
     rows: Sequence[Sequence[Any]]
     sql: str
+
+
+# (title, intro, report query name)
+RUN_SECTIONS = (
+    ("Tuning goal: base vs tuned",
+     "Mean score per metric and domain. `format_ok`: the answer follows the house format "
+     "(`Answer:` line, then `Explanation:`); `answer_correct`: the reference answer is in that "
+     "`Answer:` line; `answer_in_output`: anywhere in the output. Out-of-domain prompts test "
+     "whether the tuning transfers.",
+     "goal_improvement"),
+    ("Instruction following (IFEval, IFBench)",
+     "lm-evaluation-harness's IFEval checkers on the IFEval-style prompts and IFBench's own "
+     "checkers on the IFBench-style ones (`family`): strict on the "
+     "response as is, loose after dropping its first/last line or markdown asterisks; "
+     "`prompt` level needs every instruction of a prompt followed.",
+     "instruction_following"),
+    ("Capability preservation",
+     "Log-likelihood multiple choice (lm-evaluation-harness's acc / acc_norm) on the same "
+     "questions for both models; the CI is of the paired per-question difference.",
+     "capability_preservation"),
+    ("lm-eval harness",
+     "eval.harness_tasks run by lm-evaluation-harness itself on both models (its own acc / "
+     "acc_norm / ...); the CI treats the two results as independent (lm-eval reports no "
+     "per-document pairing), so it is wider than the paired one above.",
+     "harness_deltas"),
+    ("Perplexity on held-out text",
+     "Perplexity of both models on the same general-text passages; the CI is of the paired "
+     "per-passage change in NLL per token (positive: tuned finds the text less likely).",
+     "perplexity_preservation"),
+    ("Capability gate",
+     "A task fails when its accuracy dropped by more than the allowed amount (and, if "
+     "required, the 95 % CI of the drop excludes 0).",
+     "capability_gate"),
+    ("Failure modes",
+     "Generations flagged per failure mode and prompt category (one generation can show "
+     "several); `instruction_id` names the instruction a format violation broke.",
+     "failure_modes"),
+    ("Attention shift by layer",
+     "Jensen-Shannon divergence (nats, 0..ln 2) between base and tuned attention on the same "
+     "prompt tokens, mean and largest over heads, and the change in attention entropy "
+     "(negative = sharper). Layers with adapters should move most.",
+     "attention_shift"),
+    ("Training curve",
+     "Loss per reported step (train: mean since the previous report; valid: held-out split).",
+     "train_curve"),
+    ("Generation throughput",
+     "Per generated batch, as mlx-lm's batch_generate reports it: prompt tokens/s (prefill), "
+     "generation tokens/s (generated tokens over the time outside prefill), end-to-end "
+     "tokens/s, the slowest prompt's latency and the process's peak memory.",
+     "generation_throughput"),
+    ("Regressions",
+     "Prompts and metrics the base model passed and the tuned model failed.",
+     "regressions"),
+    ("Examples",
+     "The first prompts of each domain, base and tuned side by side.",
+     "examples"),
+)
 
 
 def format_cell(value: Any) -> str:
@@ -44,3 +107,45 @@ def render_report(title: str, facts: dict[str, Any], sections: Sequence[Section]
                   "<details><summary>SQL</summary>", "", "```sql", section.sql.strip(), "```",
                   "", "</details>", ""]
     return "\n".join(parts)
+
+
+def query_section(
+    warehouse_file: Path, title: str, intro: str, name: str, params: dict[str, str],
+) -> Section:
+    """A section from the report query `name`; the SQL shown has its parameters filled in."""
+    sql = warehouse.report_query(name)
+    columns, rows = warehouse.query(warehouse_file, sql, params)
+    shown = sql
+    for key, value in params.items():
+        shown = shown.replace(f"${key}", f"'{value}'")
+    return Section(title, intro, columns, rows, shown)
+
+
+def run_facts(context: RunContext) -> dict[str, Any]:
+    config = context.config
+    return {
+        "run id": context.run_id,
+        "model": f"{config.model.source} ({context.model_path})",
+        "fine-tuning": (
+            f"none in this run: `lorascope eval` of {context.paths.adapters.resolve()}"
+            if context.evaluates_external_adapter else
+            f"{config.lora.fine_tune_type}, rank {config.lora.rank}, "
+            f"scale {config.lora.effective_scale}, {config.train.iters} steps "
+            f"× batch {config.train.batch_size}, lr {config.train.learning_rate}"
+        ),
+        "data": f"{config.data.source} (hash {context.data_hash})",
+        "seed": config.seed,
+        "config hash": config.config_hash(),
+        "code version": context.code_version,
+        "adapters": context.paths.adapters,
+        "compute": describe_blas(),
+        "warehouse": context.warehouse,
+    }
+
+
+def write_run_report(context: RunContext) -> Path:
+    sections = [query_section(context.warehouse, title, intro, name, {"run_id": context.run_id})
+                for title, intro, name in RUN_SECTIONS]
+    text = render_report(f"lorascope report: {context.run_id}", run_facts(context), sections)
+    context.paths.report.write_text(text)
+    return context.paths.report

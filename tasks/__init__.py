@@ -1,7 +1,3 @@
-"""Prefect tasks: thin wrappers that give each pipeline step retries, logs and UI artifacts.
-
-Every module holds plain step functions (testable without Prefect) and, at the bottom, the
-task that wraps them. No task caches through Prefect: each step is idempotent against the
-run folder and the warehouse, which outlive Prefect's result store (checkpoints for
-training, prompt ids already in `generations` for generation, delete-then-insert for scores).
-"""
+"""Prefect tasks: each a thin wrapper over one library step, declaring its retries and cache
+policy where a reader looks for them and turning the step's progress into Prefect logs and
+artifacts. No logic of their own."""

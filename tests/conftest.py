@@ -27,9 +27,26 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_mistral_dir(session_home: Path) -> Path:
-    from lorascope.models import resolve_model
+    from lorascope.models.loader import resolve_model
 
     return resolve_model("tiny-mistral", home=session_home)
+
+
+class Interrupted(RuntimeError):
+    """A training process cut off (by a test), as a kill or a pre-emption would."""
+
+
+def interrupt_at(step: int):
+    """A trainer `after_report` callback that interrupts once, at the first report at or past
+    `step` (after that step's checkpoint); a retry or resume then trains on."""
+    fired = []
+
+    def after_report(reported: int) -> None:
+        if reported >= step and not fired:
+            fired.append(reported)
+            raise Interrupted(f"interrupted at step {reported} by the test")
+
+    return after_report
 
 
 # A whole pipeline on tiny-mistral in seconds: few steps, short generations, few MC questions.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lorascope.attention import (
+from lorascope.analysis.attention import (
     attention_maps,
     explicit_attention,
     head_statistics,

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from lorascope.capability import (
+from lorascope.config import EvalConfig
+from lorascope.evaluation.capability import (
     ChoiceItem,
     boolq_passages,
     continuation_ids,
@@ -17,13 +18,12 @@ from lorascope.capability import (
     score_items,
     sequence_logprobs,
 )
-from lorascope.config import EvalConfig
-from tasks.evaluate import gate_verdicts
+from lorascope.evaluation.gate import gate_verdicts
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_mistral_dir):
-    from lorascope.models import load_model
+    from lorascope.models.loader import load_model
 
     return load_model(tiny_mistral_dir)
 
@@ -128,16 +128,15 @@ def test_gate_fails_a_task_only_beyond_the_allowed_drop_with_statistical_support
 
 def gate_context(tmp_path, gate: str):
     from lorascope.config import parse_config
-    from lorascope.context import RunContext
+    from lorascope.runs import RunContext
 
     config = parse_config({"eval": {"gate": gate, "gate_max_drop": 0.05}})
-    return RunContext(run_id="r", config=config, home=tmp_path, run_dir=tmp_path / "runs" / "r",
-                      model_path=tmp_path, data_dir=tmp_path, eval_prompts_path=tmp_path,
-                      data_hash="", code_version="")
+    return RunContext(run_id="r", config=config, home=tmp_path, model_path=tmp_path,
+                      eval_prompts_path=tmp_path, data_hash="", code_version="")
 
 
 def write_drop(context):
-    import warehouse
+    from lorascope import warehouse
 
     # base right on all 20 items, tuned wrong on 10 of them: delta -0.5, CI well below 0.
     warehouse.write_rows(context.warehouse, "capability_items", [
@@ -148,24 +147,24 @@ def write_drop(context):
 
 
 def test_gate_fail_records_the_verdicts_then_raises_naming_task_delta_and_ci(tmp_path):
-    import warehouse
-    from tasks.evaluate import CapabilityRegressionError, capability_gate, enforce_capability_gate
+    from lorascope import warehouse
+    from lorascope.evaluation.gate import CapabilityRegressionError, enforce_gate, record_gate
 
     context = gate_context(tmp_path, "fail")
     write_drop(context)
-    message = capability_gate(context, log=lambda _: None)
+    message = record_gate(context, log=lambda _: None)
     with pytest.raises(CapabilityRegressionError, match=r"arc_easy acc -0\.500 \(95 % CI -0\.7"):
-        enforce_capability_gate(context, message)
+        enforce_gate(context.config.eval, message)
     rows = warehouse.query(context.warehouse,
                            "select task, metric, failed from capability_gate order by metric")[1]
     assert rows == [("arc_easy", "acc", True), ("arc_easy", "acc_norm", False)]
 
 
 def test_gate_mark_records_the_failure_without_raising(tmp_path):
-    from tasks.evaluate import capability_gate, enforce_capability_gate
+    from lorascope.evaluation.gate import enforce_gate, record_gate
 
     context = gate_context(tmp_path, "mark")
     write_drop(context)
-    message = capability_gate(context, log=lambda _: None)
+    message = record_gate(context, log=lambda _: None)
     assert "eval.gate_max_drop=0.05" in message
-    enforce_capability_gate(context, message)
+    enforce_gate(context.config.eval, message)

@@ -36,8 +36,37 @@ def test_every_shipped_config_starts_with_the_command_that_runs_it(name: str) ->
 def test_unknown_key_is_an_error_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  itres: 10\n")
-    with pytest.raises(ConfigError, match=r"train\.itres: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError,
+                       match=r"train\.itres: unknown key; did you mean train\.iters\?"):
         load_config(path)
+
+
+def test_every_config_field_has_help_and_config_explain_lists_it() -> None:
+    from pydantic import BaseModel
+
+    from lorascope.config import RunConfig, explain_config
+
+    text = explain_config()
+    for name, field in RunConfig.model_fields.items():
+        assert field.description, name
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for key, sub in section.model_fields.items():
+                assert sub.description, f"{name}.{key} has no help text"
+                assert f"  {name}.{key}  (" in text
+                assert sub.description in text
+        else:
+            assert f"  {name}  (" in text
+
+
+def test_config_explain_of_one_section_shows_only_it() -> None:
+    from lorascope.config import explain_config
+
+    text = explain_config("lora")
+    assert text.startswith("lora: ") and "  lora.rank  (int, default 8)" in text
+    assert "train." not in text
+    with pytest.raises(ConfigError, match="no config section 'lroa'"):
+        explain_config("lroa")
 
 
 def test_yaml_scientific_notation_string_becomes_a_float(tmp_path: Path) -> None:

@@ -12,30 +12,20 @@ import pandas as pd
 import pytest
 from mlx_lm.tokenizer_utils import load as load_tokenizer
 
-from lorascope.builtin_data import (
+from lorascope.config import DataConfig
+from lorascope.data.builtin import (
     N_EVAL_IN_DOMAIN,
     N_EVAL_OUT_OF_DOMAIN,
     prepare_builtin_dataset,
     resolve_data_source,
     resolve_eval_prompts,
 )
-from lorascope.chat import conversation_tokens, ensure_chat_template
-from lorascope.config import DataConfig
-from lorascope.data import (
-    FRAME_COLUMNS,
-    UNSPLIT,
-    DataError,
-    Record,
-    build_validation_frame,
-    dataset_hash,
-    load_jsonl,
-    load_splits,
-    read_file,
-    read_source,
-    token_counts,
-)
-from lorascope.dedup import find_duplicates
-from tasks.prepare import prepare_data, prepare_splits, split_records
+from lorascope.data.dedup import find_duplicates
+from lorascope.data.prepare import prepare_data, prepare_splits, split_records
+from lorascope.data.records import FRAME_COLUMNS, UNSPLIT, DataError, Record
+from lorascope.data.rules import build_validation_frame, token_counts
+from lorascope.data.sources import dataset_hash, load_jsonl, load_splits, read_file, read_source
+from lorascope.models.chat import conversation_tokens, ensure_chat_template
 
 SPLIT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "eval_prompts.jsonl")
 TUTOR_FORMAT = re.compile(r"Answer: [^\n]+\nExplanation: [^\n]+")
@@ -490,7 +480,7 @@ def test_hub_source_offline_fails_in_one_line_from_the_cli(
          "--data", "hf:nobody/none"],
         capture_output=True, text=True, env=env, timeout=300,
     )
-    assert done.returncode == 1
+    assert done.returncode == 4  # bad data
     assert done.stderr.strip().splitlines()[-1].startswith(
         "lorascope: hf:nobody/none: cannot load 'nobody/none' from the Hugging Face Hub"
     )

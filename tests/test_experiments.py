@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import warehouse
-from flows.experiments import experiment_id_for, member_name, member_overrides
+from lorascope import warehouse
 from lorascope.config import ConfigError, load_config
-from lorascope.home import warehouse_path
+from lorascope.experiments import experiment_id_for, member_name, member_overrides
+from lorascope.paths import warehouse_path
 
 
 def test_member_runs_get_readable_names_and_typed_overrides(tiny_config) -> None:
@@ -30,7 +30,7 @@ def test_experiment_id_is_stable_for_the_same_sweep_and_differs_otherwise() -> N
 def test_a_rank_sweep_runs_one_pipeline_per_value_and_compares_them(
     prefect_harness, tiny_config, tiny_mistral_dir, tmp_path: Path
 ) -> None:
-    from flows.experiments import sweep
+    from lorascope.flows.experiments import sweep
 
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
@@ -56,7 +56,7 @@ def test_a_rank_sweep_runs_one_pipeline_per_value_and_compares_them(
 
 
 def test_a_sweep_over_an_unknown_parameter_fails_before_any_run(tiny_config, tmp_path) -> None:
-    from flows.experiments import sweep
+    from lorascope.flows.experiments import sweep
 
     with pytest.raises(ConfigError, match="lora.rnak"):
         sweep.fn(str(tiny_config()), "lora.rnak", [2], home=str(tmp_path))
@@ -64,7 +64,7 @@ def test_a_sweep_over_an_unknown_parameter_fails_before_any_run(tiny_config, tmp
 
 
 def test_the_served_deployment_runs_the_config_on_its_cron_schedule(tiny_config) -> None:
-    from flows.pipeline import deployment_for
+    from lorascope.flows.pipeline import deployment_for
 
     config = tiny_config()
     deployment = deployment_for(str(config), cron="0 1 * * *", timezone="Europe/Berlin")
@@ -75,6 +75,6 @@ def test_the_served_deployment_runs_the_config_on_its_cron_schedule(tiny_config)
 
 
 def test_a_deployment_without_cron_has_no_schedule(tiny_config) -> None:
-    from flows.pipeline import deployment_for
+    from lorascope.flows.pipeline import deployment_for
 
     assert not deployment_for(str(tiny_config())).schedules

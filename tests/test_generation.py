@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from lorascope.chat import prompt_tokens
 from lorascope.config import EvalConfig
-from lorascope.generation import EvalPrompt, generate_answers, generate_batch, load_eval_prompts
+from lorascope.evaluation.generation import generate_answers, generate_batch
+from lorascope.evaluation.prompts import EvalPrompt, load_eval_prompts
+from lorascope.models.chat import prompt_tokens
 
 QUESTIONS = ["What is the boiling point of water?", "Name a planet.", "Why is the sky blue?"]
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_mistral_dir):
-    from lorascope.models import load_model
+    from lorascope.models.loader import load_model
 
     return load_model(tiny_mistral_dir)
 
@@ -70,8 +71,8 @@ def test_a_prompt_that_emits_eos_stops_early_without_the_eos_and_with_its_own_la
 ):
     from mlx_lm.generate import batch_generate
 
-    from lorascope import generation
-    from lorascope.models import load_model
+    from lorascope.evaluation import generation
+    from lorascope.models.loader import load_model
 
     monkeypatch.setattr(generation, "REMOVE_FINISHED_SHARE", remove_share)
     model, tokenizer = tiny
@@ -157,8 +158,8 @@ def test_lorascope_eval_compares_base_with_an_adapter_trained_by_mlx_lm_lora(
 
     import yaml
 
-    import warehouse
-    from lorascope.home import warehouse_path
+    from lorascope import warehouse
+    from lorascope.paths import warehouse_path
 
     data = tmp_path / "data"
     data.mkdir()
@@ -210,5 +211,6 @@ def test_lorascope_eval_compares_base_with_an_adapter_trained_by_mlx_lm_lora(
         capture_output=True, text=True, env=env, timeout=900,
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "tuned: all" in again.stdout and "boolq: all items already" in again.stdout
+    log = again.stdout + again.stderr  # the flow's log lines
+    assert "tuned: all" in log and "boolq: all items already" in log
     assert before == {t: warehouse.query(path, f"select count(*) from {t}")[1] for t in before}

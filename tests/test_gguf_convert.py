@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from lorascope.chat import prompt_tokens
-from lorascope.gguf_convert import convert_gguf_to_mlx, smollm2_gguf_path, unpermute_rope_rows
+from lorascope.models.chat import prompt_tokens
+from lorascope.models.gguf_convert import (
+    convert_gguf_to_mlx,
+    smollm2_gguf_path,
+    unpermute_rope_rows,
+)
 
 HIDDEN, HEADS, KV_HEADS, VOCAB = 8, 2, 1, 4
 TINY_TOKENS = ["<|endoftext|>", "a", "b", "ab"]

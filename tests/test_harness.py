@@ -1,6 +1,7 @@
 """Capability tasks through lm-evaluation-harness itself: the offline lorascope_ tasks score
-each item as lorascope.capability does, adapters are applied, a Hub task offline fails with
-one clear message, and results land once in the warehouse with base-vs-tuned deltas."""
+each item as lorascope.evaluation.capability does, adapters are applied, a Hub task offline
+fails with one clear message, and results land once in the warehouse with base-vs-tuned
+deltas."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import warehouse
-from lorascope.capability import continuation_ids, load_task, score_items, sequence_logprobs
+from lorascope import warehouse
 from lorascope.config import ConfigError, RunConfig, parse_config
-from lorascope.context import RunContext
-from lorascope.harness import (
+from lorascope.evaluation.capability import (
+    continuation_ids,
+    load_task,
+    score_items,
+    sequence_logprobs,
+)
+from lorascope.evaluation.harness import (
     HarnessTaskError,
     LoadedMLXLM,
     result_rows,
@@ -22,12 +27,13 @@ from lorascope.harness import (
     sample_rows,
     task_manager,
 )
-from tasks.evaluate import harness_variant
+from lorascope.evaluation.steps import harness_variant
+from lorascope.runs import RunContext
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_mistral_dir):
-    from lorascope.models import load_model
+    from lorascope.models.loader import load_model
 
     return load_model(tiny_mistral_dir)
 
@@ -79,7 +85,7 @@ def test_a_hub_task_offline_fails_naming_the_task_and_its_offline_variant(
     import lm_eval.tasks
     from lm_eval.tasks import TaskManager
 
-    from lorascope.harness_tasks import FOLDER
+    from lorascope.evaluation.harness_tasks import FOLDER
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -100,7 +106,7 @@ def test_an_unknown_task_is_refused_before_any_model_work(tiny, offline_tasks):
 
 
 def test_tasks_from_the_include_path_run_next_to_the_offline_ones(tiny, tmp_path):
-    from lorascope.harness_tasks import FOLDER
+    from lorascope.evaluation.harness_tasks import FOLDER
 
     (tmp_path / "my_arc.yaml").write_text(
         f"include: {FOLDER / 'lorascope_arc_easy.yaml'}\ntask: my_arc\n")
@@ -125,7 +131,7 @@ def write_random_adapter(model_dir: Path, folder: Path) -> None:
     from mlx.utils import tree_flatten
     from mlx_lm import load
 
-    from lorascope.training import adapter_config, attach_adapters
+    from lorascope.training.trainer import adapter_config, attach_adapters
 
     config = RunConfig.model_validate({"lora": {"rank": 4, "alpha": 8}})
     model, _ = load(str(model_dir))
@@ -148,12 +154,11 @@ def evaluated_run(tmp_path_factory, tiny_mistral_dir):
     config = parse_config({"eval": {"harness_tasks": ["lorascope_arc_easy"],
                                     "harness_limit": 6}})
     context = RunContext(
-        run_id="harness-run", config=config, home=home, run_dir=home / "runs" / "harness-run",
-        model_path=tiny_mistral_dir, data_dir=home, eval_prompts_path=home, data_hash="",
-        code_version="",
+        run_id="harness-run", config=config, home=home, model_path=tiny_mistral_dir,
+        eval_prompts_path=home, data_hash="", code_version="",
     )
-    warehouse.connect(context.warehouse).close()  # as prepare_run leaves it
-    write_random_adapter(tiny_mistral_dir, context.adapter_dir)
+    warehouse.connect(context.warehouse).close()  # as start_run leaves it
+    write_random_adapter(tiny_mistral_dir, context.paths.adapters)
     counts = [harness_variant(context, variant) for variant in ("base", "tuned")]
     return context, counts
 
@@ -162,7 +167,7 @@ def test_the_tuned_variant_is_scored_with_its_adapter_applied(evaluated_run):
     context, _ = evaluated_run
 
     def log_likelihoods(variant: str) -> list[list[float]]:
-        lines = (context.run_dir / "lm_eval" / variant / "lorascope_arc_easy.jsonl").read_text()
+        lines = (context.paths.lm_eval / variant / "lorascope_arc_easy.jsonl").read_text()
         return [[ll for ll, _ in json.loads(line)["responses"]] for line in lines.splitlines()]
 
     base, tuned = log_likelihoods("base"), log_likelihoods("tuned")

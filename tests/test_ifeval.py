@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lorascope import ifeval
+from lorascope.evaluation import ifeval
 
 # (instruction id, kwargs, a response that follows it, a response that does not)
 CASES = [

@@ -16,15 +16,15 @@ import pytest
 import yaml
 from conftest import TINY_RUN
 
-import warehouse
-from lorascope.home import warehouse_path
+from lorascope import warehouse
+from lorascope.paths import warehouse_path
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def finished_run(prefect_harness, tmp_path_factory, tiny_mistral_dir, session_home):
-    from flows.pipeline import pipeline
+    from lorascope.flows.pipeline import pipeline
 
     home = tmp_path_factory.mktemp("pipeline_home")
     # Reuse the session's prepared tiny-mistral instead of writing it again.
@@ -115,7 +115,7 @@ def test_lorascope_sql_answers_from_the_warehouse(finished_run) -> None:
 
 
 def test_running_the_same_config_again_resumes_without_duplicating_rows(finished_run) -> None:
-    from flows.pipeline import pipeline
+    from lorascope.flows.pipeline import pipeline
 
     def counts() -> dict[str, int]:
         return {

@@ -13,7 +13,7 @@ import pytest
 
 from lorascope.cli import main
 from lorascope.config import parse_config
-from lorascope.planner import (
+from lorascope.training.planner import (
     HARDWARE,
     KNOWN_CONFIGS,
     DataStats,
@@ -33,12 +33,13 @@ import json, sys, tempfile
 from pathlib import Path
 import mlx.core as mx
 from lorascope.config import parse_config
-from lorascope.models import load_model
-from lorascope.training import train_adapters
+from lorascope.models.loader import load_model
+from lorascope.paths import RunPaths
+from lorascope.training.trainer import train_adapters
 
 config = parse_config(json.loads(sys.argv[1]))
 model_path = Path(sys.argv[2])
-model, tokenizer = load_model(model_path, quantize_bits=config.model.quantize_bits)
+model, tokenizer = load_model(model_path, config.model)
 words = "the quick brown fox jumps over a lazy dog while seven wizards judge".split()
 def conversation(i):
     n = 2 * config.data.max_seq_length
@@ -49,7 +50,7 @@ mx.eval(model.parameters())
 mx.reset_peak_memory()
 with tempfile.TemporaryDirectory() as run_dir:
     train_adapters(model, tokenizer, conversations, conversations[: config.train.batch_size],
-                   config, model_path, Path(run_dir), "test", "data", log=lambda _: None)
+                   config, model_path, RunPaths(Path(run_dir)), "test", "data", log=lambda _: None)
 print(json.dumps({"peak_gb": mx.get_peak_memory() / 1e9}))
 """
 
@@ -61,7 +62,6 @@ def tiny_config_json(tiny_mistral_dir: Path) -> dict[str, Any]:
 
 def measured_peak_gb(config: dict[str, Any], model_dir: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("LORASCOPE_FAIL_AT_STEP", None)
     done = subprocess.run(
         [sys.executable, "-c", PEAK_WORKER, json.dumps(config), str(model_dir)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
@@ -75,7 +75,7 @@ def test_model_dims_count_the_same_parameters_as_the_loaded_model(
 ) -> None:
     from mlx.utils import tree_flatten
 
-    from lorascope.models import load_model
+    from lorascope.models.loader import load_model
 
     model, _ = load_model(tiny_mistral_dir)
     loaded = sum(v.size for _, v in tree_flatten(model.parameters()))
@@ -93,8 +93,8 @@ def test_trainable_parameters_match_the_model_after_attaching_adapters(
 ) -> None:
     from mlx.utils import tree_flatten
 
-    from lorascope.models import load_model
-    from lorascope.training import attach_adapters
+    from lorascope.models.loader import load_model
+    from lorascope.training.trainer import attach_adapters
 
     config = parse_config({"lora": lora})
     model, _ = load_model(tiny_mistral_dir)

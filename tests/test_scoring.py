@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lorascope.failures import DETECTORS, find_failures
-from lorascope.generation import EvalPrompt
-from lorascope.scoring import goal_scores, reference_scores, score_generation
+from lorascope.evaluation.failures import DETECTORS, find_failures
+from lorascope.evaluation.prompts import EvalPrompt
+from lorascope.evaluation.scoring import goal_scores, reference_scores, score_generation
 
 
 def prompt(text: str = "What gas do plants take in to make food?", **fields) -> EvalPrompt:
@@ -155,8 +155,8 @@ def test_score_generation_checks_ifeval_instructions_and_names_the_broken_one():
 
 
 def test_score_rows_fill_the_three_tables_and_load_idempotently(tmp_path):
-    import warehouse
-    from tasks.evaluate import score_rows
+    from lorascope import warehouse
+    from lorascope.evaluation.steps import score_rows
 
     ifeval_prompt = EvalPrompt("i", "out_of_domain", "ifeval:punctuation",
                                [{"role": "user", "content": "Explain lava without commas."}],
@@ -174,7 +174,6 @@ def test_score_rows_fill_the_three_tables_and_load_idempotently(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     for _ in range(2):
         for table, rows in tables.items():
-            warehouse.delete_rows(path, table, "r")
-            warehouse.write_rows(path, table, rows)
+            warehouse.replace_rows(path, table, "r", rows)
     assert warehouse.query(path, "select count(*) from scores")[1] == [(len(tables["scores"]),)]
     assert warehouse.query(path, "select count(*) from generation_failures")[1] == [(2,)]

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import interrupt_at
 
-import warehouse
-from lorascope.home import warehouse_path
+from lorascope import warehouse
+from lorascope.paths import warehouse_path
 
 pytestmark = pytest.mark.slow
 
@@ -22,22 +23,31 @@ def home(tmp_path: Path, tiny_mistral_dir: Path) -> Path:
     return home
 
 
+def interrupt_training_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """The train task's training step, interrupted once at `step` (a retry trains on)."""
+    import lorascope.tasks.training
+
+    from lorascope.training.steps import train_run
+
+    stop = interrupt_at(step)
+    monkeypatch.setattr(lorascope.tasks.training, "train_run",
+                        lambda *args, **kwargs: train_run(*args, **kwargs, after_report=stop))
+
+
 def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_before_k(
     prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from lorascope.flows.pipeline import pipeline
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.utilities.asyncutils import run_coro_as_sync
-
-    from flows.pipeline import pipeline
 
     # Reports every 2 steps, checkpoints every 4, validation every 3: a validation row at a
     # step that is not 0, a multiple of 3 minus one, or the last step can only come from
     # mlx-lm's validation at the first iteration of a train() call that started there.
     config = tiny_config(train={"iters": 8, "steps_per_report": 2, "save_every": 4,
                                 "steps_per_eval": 3, "keep_checkpoints": 5})
-    fail_at = 6
-    monkeypatch.setenv("LORASCOPE_FAIL_AT_STEP", str(fail_at))
+    interrupt_training_at(monkeypatch, 6)
 
     state = pipeline(str(config), home=str(home), return_state=True)
 
@@ -71,25 +81,25 @@ def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_bef
 def test_lorascope_resume_continues_a_failed_run_from_its_newest_checkpoint(
     prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.pipeline
+    import lorascope.flows.pipeline
+    from lorascope.tasks.training import train_task
+
     from lorascope.cli import main
-    from tasks.train import train_task
 
     monkeypatch.setenv("LORASCOPE_HOME", str(home))
     config = tiny_config(train={"iters": 8, "steps_per_report": 2, "save_every": 4,
                                 "steps_per_eval": 3})
     # The process dies at step 6 with no retry left: the run is interrupted after the
     # checkpoint at step 4, as when a laptop sleeps through a Prefect retry.
-    monkeypatch.setenv("LORASCOPE_FAIL_AT_STEP", "6")
-    monkeypatch.setattr(flows.pipeline, "train_task", train_task.with_options(retries=0))
-    state = flows.pipeline.pipeline(str(config), return_state=True)
+    interrupt_training_at(monkeypatch, 6)
+    monkeypatch.setattr(lorascope.flows.pipeline, "train_task", train_task.with_options(retries=0))
+    state = lorascope.flows.pipeline.pipeline(str(config), return_state=True)
     assert state.is_failed()
     (run_id, status), = warehouse.query(warehouse_path(home), "select run_id, status from runs")[1]
     assert status == "failed"
     assert (home / "runs" / run_id / "checkpoints" / "step-0000004").is_dir()
     assert not (home / "runs" / run_id / "adapters").exists()
 
-    monkeypatch.delenv("LORASCOPE_FAIL_AT_STEP")
     monkeypatch.undo()  # the real train task again, retries included
     monkeypatch.setenv("LORASCOPE_HOME", str(home))
     assert main(["resume", run_id]) == 0

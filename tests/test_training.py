@@ -14,14 +14,15 @@ from typing import Any
 
 import mlx.core as mx
 import pytest
+from conftest import Interrupted, interrupt_at
 
-from lorascope.builtin_data import resolve_data_source
 from lorascope.config import RunConfig, parse_config
-from lorascope.data import load_splits
-from lorascope.models import load_model
-from lorascope.training import (
+from lorascope.data.builtin import resolve_data_source
+from lorascope.data.sources import load_splits
+from lorascope.models.loader import load_model
+from lorascope.paths import RunPaths
+from lorascope.training.trainer import (
     TrainingError,
-    TrainingInterrupted,
     is_out_of_memory,
     out_of_memory_advice,
     train_adapters,
@@ -44,20 +45,21 @@ BASE = {
 WORKER = """
 import json, sys
 from pathlib import Path
-from lorascope.builtin_data import resolve_data_source
+from lorascope.data.builtin import resolve_data_source
 from lorascope.config import parse_config
-from lorascope.data import load_splits
-from lorascope.models import load_model, resolve_model
-from lorascope.training import train_adapters
+from lorascope.data.sources import load_splits
+from lorascope.models.loader import load_model, resolve_model
+from lorascope.paths import RunPaths
+from lorascope.training.trainer import train_adapters
 
 config = parse_config(json.loads(sys.argv[1]))
 run_dir, home = Path(sys.argv[2]), Path(sys.argv[3])
 model_path = resolve_model(config.model.source, home)
 splits = load_splits(resolve_data_source(config.data.source, home))
-model, tokenizer = load_model(model_path, quantize_bits=config.model.quantize_bits)
+model, tokenizer = load_model(model_path, config.model)
 train_adapters(
     model, tokenizer, [r.messages for r in splits["train"]], [r.messages for r in splits["valid"]],
-    config, model_path, run_dir, "test", "data-hash",
+    config, model_path, RunPaths(run_dir), "test", "data-hash",
     sink=lambda rows: print(*(json.dumps(r) for r in rows), sep="\\n", flush=True),
     log=lambda line: print("LOG", line, flush=True),
 )
@@ -73,7 +75,6 @@ def merged(**sections: dict[str, Any]) -> dict[str, Any]:
 
 def start_worker(config: dict[str, Any], run_dir: Path, home: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("LORASCOPE_FAIL_AT_STEP", None)
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, json.dumps(config), str(run_dir), str(home)],
         cwd=ROOT, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT,
@@ -120,11 +121,12 @@ def reference(tmp_path_factory: pytest.TempPathFactory, session_home: Path,
 
 
 def train_here(config: RunConfig, run_dir: Path, model_dir: Path, conversations: dict,
-               log: Any = None, sink: Any = None) -> Any:
-    model, tokenizer = load_model(model_dir, quantize_bits=config.model.quantize_bits)
+               log: Any = None, sink: Any = None, after_report: Any = None) -> Any:
+    model, tokenizer = load_model(model_dir, config.model)
     return train_adapters(
         model, tokenizer, conversations["train"], conversations["valid"], config, model_dir,
-        run_dir, "test", "data-hash", sink=sink, log=log or (lambda _: None),
+        RunPaths(run_dir), "test", "data-hash", sink=sink, log=log or (lambda _: None),
+        after_report=after_report,
     )
 
 
@@ -170,13 +172,12 @@ def test_sigkill_mid_run_then_resume_in_a_new_process_gives_identical_adapters(
 @pytest.mark.parametrize("damage", ["flip bytes", "delete marker"])
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning(
     damage: str, tmp_path: Path, tiny_mistral_dir: Path, conversations: dict,
-    reference: tuple[Path, list], monkeypatch: pytest.MonkeyPatch,
+    reference: tuple[Path, list],
 ) -> None:
     config = parse_config(BASE)
-    monkeypatch.setenv("LORASCOPE_FAIL_AT_STEP", "8")
-    with pytest.raises(TrainingInterrupted):
-        train_here(config, tmp_path, tiny_mistral_dir, conversations)
-    monkeypatch.delenv("LORASCOPE_FAIL_AT_STEP")
+    with pytest.raises(Interrupted):
+        train_here(config, tmp_path, tiny_mistral_dir, conversations,
+                   after_report=interrupt_at(8))
     newest = tmp_path / "checkpoints" / "step-0000008"
     if damage == "flip bytes":
         weights = newest / "adapters.safetensors"
@@ -294,9 +295,9 @@ def test_dora_and_qlora_adapters_load_and_generate_with_mlx_lm(
     else:
         sections["model"] = {"quantize_bits": 4}
     config = parse_config(merged(**sections))
-    model, tokenizer = load_model(tiny_mistral_dir, quantize_bits=config.model.quantize_bits)
+    model, tokenizer = load_model(tiny_mistral_dir, config.model)
     train_adapters(model, tokenizer, conversations["train"], conversations["valid"], config,
-                   tiny_mistral_dir, tmp_path, "test", "data-hash", log=lambda _: None)
+                   tiny_mistral_dir, RunPaths(tmp_path), "test", "data-hash", log=lambda _: None)
     q_proj = model.layers[0].self_attn.q_proj
     if variant == "dora":
         assert isinstance(q_proj, DoRALinear)

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import TINY_RUN
 
-import warehouse
+from lorascope import warehouse
 from lorascope.cli import main
-from lorascope.home import warehouse_path
+from lorascope.paths import warehouse_path
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def write_chats(path: Path, bad_line: str | None = None) -> Path:
 
 
 def run_pipeline(home: Path, source: Path, name: str) -> dict[str, Any]:
-    from flows.pipeline import pipeline
+    from lorascope.flows.pipeline import pipeline
 
     config = copy.deepcopy(TINY_RUN)
     config["name"] = name
@@ -144,7 +144,7 @@ def test_lorascope_validate_on_the_bad_file_exits_1_naming_the_line(
     rejected_run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("LORASCOPE_HOME", str(rejected_run["home"]))
-    assert main(["validate", str(rejected_run["config"])]) == 1
+    assert main(["validate", str(rejected_run["config"])]) == 4  # bad data
     assert f"`{rejected_run['source']}:{BAD_LINE}` empty_assistant" in capsys.readouterr().out
 
 
@@ -152,6 +152,6 @@ def test_lorascope_validate_on_broken_json_prints_one_line_and_exits_1(
     unreadable_run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("LORASCOPE_HOME", str(unreadable_run["home"]))
-    assert main(["validate", str(unreadable_run["config"])]) == 1
+    assert main(["validate", str(unreadable_run["config"])]) == 4  # bad data
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"lorascope: {unreadable_run['source']}:{BAD_LINE}: broken JSON")

@@ -12,20 +12,20 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
-import warehouse
-from warehouse import (
+from lorascope.warehouse import (
     MIGRATION_VERSIONS,
     SCHEMA_VERSION,
     WarehouseError,
     connect,
-    delete_rows,
     format_table,
     query,
+    replace_rows,
     saved_query,
     saved_query_names,
     write_rows,
 )
+
+from lorascope import warehouse
 
 RUN = "demo-20250102-090000-abc123"
 OLDER_RUN = "demo-20250101-090000-def456"
@@ -365,7 +365,7 @@ def test_write_rows_reports_a_check_constraint_violation_with_the_table(tmp_path
         write_rows(path, "runs", [{"run_id": "r", "status": "done"}])
 
 
-def test_delete_rows_removes_only_the_matching_rows_of_one_run(tmp_path):
+def test_replace_rows_replaces_only_the_matching_rows_of_one_run(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     write_rows(
         path,
@@ -377,9 +377,23 @@ def test_delete_rows_removes_only_the_matching_rows_of_one_run(tmp_path):
         ],
     )
 
-    assert delete_rows(path, "generations", "a", variant="tuned") == 1
-    remaining = query(path, "select run_id, variant from generations order by all")[1]
-    assert remaining == [("a", "base"), ("b", "base"), ("b", "tuned")]
+    new = [{"run_id": "a", "variant": "tuned", "prompt_id": "q"}]
+    assert replace_rows(path, "generations", "a", new, variant="tuned") == 1
+    remaining = query(path, "select run_id, variant, prompt_id from generations order by all")[1]
+    assert remaining == [("a", "base", "p"), ("a", "tuned", "q"), ("b", "base", "p"),
+                         ("b", "tuned", "p")]
+
+
+def test_replace_rows_keeps_the_old_rows_when_the_new_ones_cannot_be_written(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    write_rows(path, "runs", [{"run_id": "r", "status": "running"}])
+    write_rows(path, "generations", [{"run_id": "r", "variant": "base", "prompt_id": "p"}])
+    broken = [{"run_id": "r", "variant": "base", "prompt_id": "q", "no_such_column": 1}]
+
+    with pytest.raises(ValueError, match="no_such_column"):
+        replace_rows(path, "generations", "r", broken)
+
+    assert query(path, "select prompt_id from generations")[1] == [("p",)]
 
 
 def test_instruction_following_gives_strict_and_loose_accuracy_per_level_on_paired_prompts(

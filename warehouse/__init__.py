@@ -4,8 +4,12 @@ applied and queried by the few functions below.
 - `migrations/NNNN_name.sql` create and change tables; pending ones (every number not yet in
   `schema_version`, so a migration merged out of order still runs) apply in number order in
   one transaction, and `schema_version` records each.
-- `views/<view>.sql` hold one `create or replace view` each, rerun on every write connection.
+- `macros/<name>.sql` hold `create or replace macro`s the views share (e.g. the 95 % CI
+  margins), and `views/<view>.sql` one `create or replace view` each; both are rerun on every
+  write connection.
 - `queries/<name>.sql` are saved SELECTs for people, run by name from the CLI.
+- `report/<name>.sql` are the report's sections: SELECTs with a `$run_id` (or
+  `$experiment_id`) parameter.
 
 Writers open the file, write and close it at once: a DuckDB file takes one writer process at a
 time, and users query it between pipeline steps.
@@ -23,6 +27,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import duckdb
+
+from lorascope.errors import LorascopeError
 
 _SQL = Path(__file__).parent
 _MIGRATIONS = {int(p.name.split("_", 1)[0]): p for p in sorted(_SQL.glob("migrations/*.sql"))}
@@ -45,8 +51,10 @@ def _dependency_order(views: list[Path]) -> list[Path]:
     return [_SQL / "views" / f"{name}.sql" for name in ordered]
 
 
+_MACROS = sorted(_SQL.glob("macros/*.sql"))
 _VIEWS = _dependency_order(sorted(_SQL.glob("views/*.sql")))
 _QUERIES = {p.stem: p for p in sorted(_SQL.glob("queries/*.sql"))}
+_REPORT_QUERIES = {p.stem: p for p in sorted(_SQL.glob("report/*.sql"))}
 
 MIGRATION_VERSIONS = sorted(_MIGRATIONS)
 SCHEMA_VERSION = MIGRATION_VERSIONS[-1]
@@ -59,8 +67,10 @@ LOCK_WAIT_SECONDS = 10.0
 _setup_lock = threading.Lock()
 
 
-class WarehouseError(duckdb.Error):
+class WarehouseError(LorascopeError, duckdb.Error):
     """A warehouse operation failed; the message names the file and what went wrong."""
+
+    exit_code = 7
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -115,7 +125,7 @@ def _set_up(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"knows versions up to {SCHEMA_VERSION}: upgrade lorascope to write to it."
         )
     steps = [(p, v) for v, p in sorted(_MIGRATIONS.items()) if v not in applied]
-    steps += [(p, None) for p in _VIEWS]
+    steps += [(p, None) for p in (*_MACROS, *_VIEWS)]
     con.begin()
     for sql_file, version in steps:
         try:
@@ -149,6 +159,38 @@ def write_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> int:
     stored overwrites the given columns and keeps the others, so loading a step again is
     idempotent. dict and list values are stored as JSON text, paths as strings.
     """
+    with connect(path) as con:
+        return _insert(con, path, table, rows)
+
+
+def replace_rows(
+    path: Path, table: str, run_id: str, rows: list[dict[str, Any]], **equals: Any
+) -> int:
+    """In one transaction, delete the rows of `table` for `run_id` whose columns equal
+    `equals`, then insert `rows`: a reader sees the old rows or the new ones, never neither
+    (a step that re-scores a run replaces its results this way). Returns rows written."""
+    conditions = {"run_id": run_id, **equals}
+    where = " and ".join(f"{_quoted(c)} = ?" for c in conditions)
+    with connect(path) as con:
+        _check_columns(con, table, list(conditions))
+        con.begin()
+        try:
+            con.execute(f"delete from {_quoted(table)} where {where}",
+                        [_db_value(v) for v in conditions.values()])
+            written = _insert(con, path, table, rows)
+        except BaseException as error:
+            con.rollback()
+            if isinstance(error, duckdb.Error) and not isinstance(error, WarehouseError):
+                raise WarehouseError(f"Replacing rows of {table} in {path} failed: {error}") \
+                    from error
+            raise
+        con.commit()
+    return written
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, rows: list[dict[str, Any]]
+) -> int:
     columns = list(rows[0]) if rows else []
     for number, row in enumerate(rows):
         if row.keys() != set(columns):
@@ -156,41 +198,20 @@ def write_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> int:
                 f"write_rows({table!r}): row {number} has columns {sorted(row)}, "
                 f"row 0 has {sorted(columns)}; give every row the same keys."
             )
-    with connect(path) as con:
-        key = _check_columns(con, table, columns)
-        if not rows:
-            return 0
-        _check_unique_keys(table, rows, key)
-        values = [[_db_value(row[c]) for row in rows] for c in columns]
-        # One statement over column lists: executemany runs a statement per row, about a
-        # minute for 20 000 rows here, against well under a second this way.
-        select = ", ".join(f"unnest(${i})" for i in range(1, len(columns) + 1))
-        names = ", ".join(_quoted(c) for c in columns)
-        try:
-            con.execute(
-                f"insert or replace into {_quoted(table)} ({names}) select {select}", values
-            )
-        except duckdb.Error as e:
-            raise WarehouseError(
-                f"Writing {len(rows)} rows to {table} in {path} failed: {e}"
-            ) from e
+    key = _check_columns(con, table, columns)
+    if not rows:
+        return 0
+    _check_unique_keys(table, rows, key)
+    values = [[_db_value(row[c]) for row in rows] for c in columns]
+    # One statement over column lists: executemany runs a statement per row, about a
+    # minute for 20 000 rows here, against well under a second this way.
+    select = ", ".join(f"unnest(${i})" for i in range(1, len(columns) + 1))
+    names = ", ".join(_quoted(c) for c in columns)
+    try:
+        con.execute(f"insert or replace into {_quoted(table)} ({names}) select {select}", values)
+    except duckdb.Error as e:
+        raise WarehouseError(f"Writing {len(rows)} rows to {table} in {path} failed: {e}") from e
     return len(rows)
-
-
-def delete_rows(path: Path, table: str, run_id: str, **equals: Any) -> int:
-    """Delete the rows of `table` for `run_id` whose columns equal `equals`; return how many."""
-    conditions = {"run_id": run_id, **equals}
-    where = " and ".join(f"{_quoted(c)} = ?" for c in conditions)
-    with connect(path) as con:
-        _check_columns(con, table, list(conditions))
-        try:
-            (count,) = con.execute(
-                f"delete from {_quoted(table)} where {where}",
-                [_db_value(v) for v in conditions.values()],
-            ).fetchone()
-        except duckdb.Error as e:
-            raise WarehouseError(f"Deleting from {table} in {path} failed: {e}") from e
-    return count
 
 
 def _check_columns(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> list[str]:
@@ -251,8 +272,11 @@ def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def query(path: Path, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
-    """Run `sql` on a read-only connection; return column names and rows.
+def query(
+    path: Path, sql: str, params: list | dict[str, Any] | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Run `sql` on a read-only connection; return column names and rows. `params` fill `?`
+    placeholders (a list) or `$name` ones (a dict).
 
     Statements that write are refused by DuckDB and raise WarehouseError.
     """
@@ -278,6 +302,11 @@ def saved_query(name: str) -> str:
     if name not in _QUERIES:
         raise KeyError(f"No saved query {name!r}; available: {', '.join(_QUERIES)}.")
     return _QUERIES[name].read_text(encoding="utf-8")
+
+
+def report_query(name: str) -> str:
+    """The SQL text of the report section `name` (a file in warehouse/report/)."""
+    return _REPORT_QUERIES[name].read_text(encoding="utf-8")
 
 
 def format_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:

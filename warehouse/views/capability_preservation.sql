@@ -57,11 +57,11 @@ per_task as (
         avg(base_correct) as base_acc,
         avg(tuned_correct) as tuned_acc,
         avg(diff) as delta_acc,
-        1.96 * stddev_samp(diff) / sqrt(count(diff)) as margin_acc,
+        paired_ci95_margin(diff) as margin_acc,
         avg(base_correct_norm) as base_acc_norm,
         avg(tuned_correct_norm) as tuned_acc_norm,
         avg(diff_norm) as delta_acc_norm,
-        1.96 * stddev_samp(diff_norm) / sqrt(count(diff_norm)) as margin_acc_norm
+        paired_ci95_margin(diff_norm) as margin_acc_norm
     from paired
     group by run_id, task
 )

@@ -32,7 +32,7 @@ paired as (
         base.value as base_value,
         tuned.value as tuned_value,
         tuned.value - base.value as delta,
-        1.96 * sqrt(base.stderr * base.stderr + tuned.stderr * tuned.stderr) as margin,
+        independent_ci95_margin(base.stderr, tuned.stderr) as margin,
         base.lm_eval_version
     from base
     inner join tuned

@@ -35,7 +35,7 @@ per_corpus as (
         exp(sum(base_nll) / sum(tokens)) as base_perplexity,
         exp(sum(tuned_nll) / sum(tokens)) as tuned_perplexity,
         avg(diff) as delta_nll_per_token,
-        1.96 * stddev_samp(diff) / sqrt(count(diff)) as margin
+        paired_ci95_margin(diff) as margin
     from paired
     group by run_id, corpus
 )

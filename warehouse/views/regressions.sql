@@ -8,8 +8,8 @@ scores as (
     select * from scores
 ),
 
-prompts as (
-    select * from prompts
+paired_scores as (
+    select * from paired_scores
 ),
 
 generations as (
@@ -23,29 +23,11 @@ pass_fail_metrics as (
     having bool_and(value in (0, 1))
 ),
 
-base_passed as (
-    select run_id, prompt_id, metric
-    from scores
-    where variant = 'base' and value = 1
-        and metric in (select metric from pass_fail_metrics)
-),
-
-tuned_failed as (
-    select run_id, prompt_id, metric
-    from scores
-    where variant = 'tuned' and value = 0
-),
-
 regressed as (
-    select
-        base_passed.run_id,
-        base_passed.prompt_id,
-        base_passed.metric
-    from base_passed
-    inner join tuned_failed
-        on base_passed.run_id = tuned_failed.run_id
-        and base_passed.prompt_id = tuned_failed.prompt_id
-        and base_passed.metric = tuned_failed.metric
+    select run_id, domain, category, prompt_id, metric
+    from paired_scores
+    where base_value = 1 and tuned_value = 0
+        and metric in (select metric from pass_fail_metrics)
 ),
 
 base_outputs as (
@@ -62,17 +44,14 @@ tuned_outputs as (
 
 select
     regressed.run_id,
-    prompts.domain,
-    prompts.category,
+    regressed.domain,
+    regressed.category,
     regressed.prompt_id,
     regressed.metric,
     coalesce(base_outputs.prompt_text, tuned_outputs.prompt_text) as prompt_text,
     base_outputs.output_text as base_output,
     tuned_outputs.output_text as tuned_output
 from regressed
-left join prompts
-    on regressed.run_id = prompts.run_id
-    and regressed.prompt_id = prompts.prompt_id
 left join base_outputs
     on regressed.run_id = base_outputs.run_id
     and regressed.prompt_id = base_outputs.prompt_id

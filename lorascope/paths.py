@@ -1,0 +1,84 @@
+"""Where lorascope keeps its state: one folder, `$LORASCOPE_HOME` (default `./.lorascope`),
+and the layout of a run folder inside it. Every path of a run is named here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def lorascope_home() -> Path:
+    return Path(os.environ.get("LORASCOPE_HOME", ".lorascope")).resolve()
+
+
+def warehouse_path(home: Path | None = None) -> Path:
+    return (home or lorascope_home()) / "warehouse.duckdb"
+
+
+def runs_dir(home: Path | None = None) -> Path:
+    return (home or lorascope_home()) / "runs"
+
+
+def models_dir(home: Path | None = None) -> Path:
+    """Cache of built-in models converted once from registry packages."""
+    return (home or lorascope_home()) / "models"
+
+
+def datasets_dir(home: Path | None = None) -> Path:
+    """Cache of built-in datasets prepared once from registry packages."""
+    return (home or lorascope_home()) / "datasets"
+
+
+def experiments_dir(home: Path | None = None) -> Path:
+    return (home or lorascope_home()) / "experiments"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run folder, `runs/<run_id>/`: self-describing (config, run facts,
+    prepared data, checkpoints, adapters, validation and run reports)."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, run_id: str, home: Path | None = None) -> RunPaths:
+        return cls(runs_dir(home) / run_id)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def run_info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.root / "validation.md"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def lm_eval(self) -> Path:
+        """lm-evaluation-harness's per-document results, lm_eval/<variant>/<task>.jsonl."""
+        return self.root / "lm_eval"
+
+    @property
+    def mlx_lm_scratch_adapters(self) -> Path:
+        """Where mlx-lm's trainer would save its own adapters (never triggered)."""
+        return self.root / ".mlx_lm_adapters.safetensors"

@@ -1,0 +1,170 @@
+"""A run: its id, its context (what every step needs, resolved once), and its lifecycle.
+
+A run is reproducible and findable: its folder records the exact config, seed, data hash and
+code version, and the warehouse's `runs` row says whether it is running, completed or failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lorascope import __version__, warehouse
+from lorascope.config import RunConfig, dump_config
+from lorascope.data.builtin import resolve_data_source, resolve_eval_prompts
+from lorascope.data.prepare import data_error_rows, prepare_data
+from lorascope.data.records import DataError
+from lorascope.data.sources import dataset_hash
+from lorascope.models.loader import resolve_model
+from lorascope.paths import RunPaths, warehouse_path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ADAPTER_FILES = ("adapter_config.json", "adapters.safetensors")
+
+
+def run_id_for(name: str, config_hash: str) -> str:
+    """Same config, same run: re-running a config resumes (or re-reports) its run."""
+    return f"{name}-{config_hash[:10]}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def code_version() -> str:
+    """Package version plus the git commit (and '+dirty') when running from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}{'.dirty' if dirty else ''}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every pipeline step needs to know about its run, resolved once at the start."""
+
+    run_id: str
+    config: RunConfig
+    home: Path
+    model_path: Path
+    eval_prompts_path: Path
+    data_hash: str
+    code_version: str
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths.of(self.run_id, self.home)
+
+    @property
+    def warehouse(self) -> Path:
+        return warehouse_path(self.home)
+
+    @property
+    def evaluates_external_adapter(self) -> bool:
+        """True for `lorascope eval` of adapters trained elsewhere (adapters/ is a link)."""
+        return self.paths.adapters.is_symlink()
+
+
+def start_run(config: RunConfig, home: Path, log: Callable[[str], None] = print) -> RunContext:
+    """Resolve the model, prepare the data, record the run as started; returns its context.
+
+    Unreadable data is recorded (a failed run with a `validations` row) before DataError
+    propagates, so the warehouse says why the run stopped.
+    """
+    run_id = run_id_for(config.name, config.config_hash())
+    paths = RunPaths.of(run_id, home)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.config.write_text(dump_config(config))
+    model_path = resolve_model(config.model.source, home, progress=log)
+    run_row = {
+        "run_id": run_id, "name": config.name, "status": "running", "started_at": utc_now(),
+        "config_json": config.model_dump(mode="json"), "config_hash": config.config_hash(),
+        "seed": config.seed, "model_source": config.model.source,
+        "base_model_path": str(model_path), "adapter_path": str(paths.adapters),
+        "data_source": config.data.source, "code_version": code_version(),
+        "run_dir": str(paths.root),
+    }
+    try:
+        summary = prepare_data(config.data, resolve_data_source(config.data.source, home),
+                               paths.data, model_path, config.model.chat_template, log)
+    except DataError as error:
+        path = warehouse_path(home)
+        warehouse.write_rows(path, "runs", [{**run_row, "status": "failed",
+                                             "finished_at": utc_now(), "error": str(error)}])
+        warehouse.replace_rows(path, "validations", run_id,
+                               [{"run_id": run_id, **row} for row in data_error_rows(error)])
+        paths.validation_report.write_text(f"# Data could not be read\n\n`{error}`\n")
+        raise
+    context = RunContext(
+        run_id=run_id, config=config, home=home, model_path=model_path,
+        eval_prompts_path=resolve_eval_prompts(config.data.eval_prompts, home),
+        data_hash=dataset_hash(paths.data), code_version=run_row["code_version"],
+    )
+    paths.run_info.write_text(json.dumps({
+        "run_id": run_id, "config_hash": config.config_hash(), "seed": config.seed,
+        "model_path": str(model_path), "data_dir": str(paths.data),
+        "data_hash": context.data_hash, "code_version": context.code_version,
+    }, indent=2))
+    warehouse.write_rows(context.warehouse, "runs", [{**run_row, "data_hash": context.data_hash}])
+    warehouse.replace_rows(context.warehouse, "data_preparation", run_id,
+                           [{"run_id": run_id, **row} for row in summary])
+    log(f"run {run_id}: model {model_path}, data {paths.data} ({context.data_hash})")
+    return context
+
+
+def finish_run(context: RunContext, status: str, error: str | None = None) -> None:
+    # INSERT OR REPLACE of some columns keeps the run's other columns.
+    warehouse.write_rows(context.warehouse, "runs", [{
+        "run_id": context.run_id, "status": status, "finished_at": utc_now(), "error": error,
+    }])
+
+
+def check_adapter_folder(folder: Path) -> Path:
+    """An mlx-lm adapter folder (`mlx_lm.lora --adapter-path`, or a run's adapters/)."""
+    missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder}: not an mlx-lm adapter folder (missing {', '.join(missing)}). Give the "
+            "--adapter-path folder of `mlx_lm.lora --train`, or a lorascope run's adapters/."
+        )
+    return folder.resolve()
+
+
+def adapter_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def start_adapter_run(
+    config: RunConfig, adapter: Path | None, home: Path, log: Callable[[str], None] = print,
+) -> RunContext:
+    """A run that evaluates base vs base+adapter without training, named after the adapter's
+    content hash (evaluating the same adapter again resumes it); its adapters/ links to
+    `adapter`, by default the adapters this config trained with `lorascope run`."""
+    if adapter is None:
+        adapter = RunPaths.of(run_id_for(config.name, config.config_hash()), home).adapters
+    adapter = check_adapter_folder(adapter)
+    config = config.model_copy(update={"name": f"{config.name}-eval-{adapter_hash(adapter)}"})
+    context = start_run(config, home, log)
+    link = context.paths.adapters
+    if link.is_symlink() or link.exists():
+        if link.resolve() != adapter:
+            raise FileExistsError(f"{link} already holds other adapters than {adapter}")
+    else:
+        link.symlink_to(adapter, target_is_directory=True)
+    return context

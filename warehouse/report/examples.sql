@@ -1,0 +1,26 @@
+-- The first three prompts of each domain, base and tuned answers side by side.
+with
+
+run_prompts as (
+    select * from prompts where run_id = $run_id
+),
+
+run_generations as (
+    select * from generations where run_id = $run_id
+),
+
+side_by_side as (
+    select
+        prompts.domain,
+        prompts.prompt_id,
+        base.output_text as base_output,
+        tuned.output_text as tuned_output
+    from run_prompts as prompts
+    join run_generations as base on base.prompt_id = prompts.prompt_id and base.variant = 'base'
+    join run_generations as tuned on tuned.prompt_id = prompts.prompt_id and tuned.variant = 'tuned'
+)
+
+select *
+from side_by_side
+qualify row_number() over (partition by domain order by prompt_id) <= 3
+order by domain, prompt_id
