@@ -9,6 +9,12 @@ with a `row_condition` on `split`, one for train and one for valid, because mlx-
 `iterate_batches` refuses a split smaller than one batch and iterates both. Keeping it in
 the same suite means one batch, one run and one report, with the split named in the rule.
 test.jsonl is optional and only used for evaluation prompts, so it has no minimum.
+
+Rules follow the row format: the role rules apply to chat rows only (a `text` row, mlx-lm's
+raw-text format, has no roles; its text is what is trained on, so `empty_assistant` checks
+it), and with `data.over_length: truncate` long rows are
+truncated for training, as mlx-lm does, so the token-count rule is left out (preparation
+counts the truncated rows).
 """
 
 from __future__ import annotations
@@ -33,21 +39,25 @@ from great_expectations.data_context.types.base import ProgressBarsConfig  # noq
 from great_expectations.expectations.row_conditions import Column  # noqa: E402
 
 SUITE_NAME = "instruction_data"
-KEY_COLUMNS = ("split", "file", "line", "n_messages", "token_count", "normalized_text")
+KEY_COLUMNS = ("split", "file", "line", "format", "n_messages", "token_count",
+               "normalized_text")
 SIZED_SPLITS = ("train", "valid")
 MAX_EXAMPLES = 5
 RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["file", "line"]}
 
 
-def _row_rule(data_config: DataConfig, column: str, value: bool, rule: str) -> Any:
+def _row_rule(data_config: DataConfig, column: str, value: bool, rule: str, **kwargs: Any
+              ) -> Any:
     return gx.expectations.ExpectColumnValuesToBeInSet(
-        column=column, value_set=[value], mostly=data_config.mostly_for(column), description=rule
+        column=column, value_set=[value], mostly=data_config.mostly_for(column), description=rule,
+        **kwargs,
     )
 
 
 def build_suite(data_config: DataConfig, batch_size: int) -> gx.ExpectationSuite:
     """The expectations, with thresholds from `data_config`; each carries its rule as text."""
     train_only = Column("split") == "train"
+    has_roles = Column("format") != "text"
     expectations: list[Any] = [
         gx.expectations.ExpectColumnValuesToNotBeNull(
             column=column, mostly=data_config.mostly, description=f"{column} is present"
@@ -56,19 +66,26 @@ def build_suite(data_config: DataConfig, batch_size: int) -> gx.ExpectationSuite
     ]
     expectations += [
         _row_rule(data_config, "roles_valid", True,
-                  "every role is system, user, assistant or tool"),
+                  "every role is system, user, assistant or tool (chat rows)",
+                  row_condition=has_roles),
         _row_rule(data_config, "roles_alternate", True,
                   "after an optional system turn, user and assistant alternate, "
-                  "starting with user and ending with assistant"),
-        _row_rule(data_config, "empty_assistant", False, "no assistant turn is empty"),
+                  "starting with user and ending with assistant (chat rows)",
+                  row_condition=has_roles),
+        _row_rule(data_config, "empty_assistant", False,
+                  "no assistant turn is empty"),
+        _row_rule(data_config, "empty_turn", False, "no user, system or tool turn is empty"),
         _row_rule(data_config, "valid_utf8", True,
                   "text is valid UTF-8 (no lone surrogates from \\ud800-style escapes)"),
-        gx.expectations.ExpectColumnValuesToBeBetween(
+    ]
+    if data_config.over_length != "truncate":
+        expectations.append(gx.expectations.ExpectColumnValuesToBeBetween(
             column="token_count",
             max_value=data_config.max_seq_length,
             mostly=data_config.mostly_for("token_count"),
             description=f"at most {data_config.max_seq_length} tokens (data.max_seq_length)",
-        ),
+        ))
+    expectations += [
         gx.expectations.ExpectColumnValuesToBeInSet(
             column="is_duplicate",
             value_set=[False],

@@ -188,3 +188,36 @@ def test_mostly_by_rule_loosens_one_rule_only(tmp_path: Path, tokenizer: Any) ->
     assert not failed(report, "empty_assistant")
     (outcome,) = failed(report, "roles_alternate")
     assert outcome.mostly == 1.0 and [e["line"] for e in outcome.examples] == [3]
+
+
+def test_text_rows_skip_the_role_rules_but_not_the_empty_text_rule(
+    tmp_path: Path, tokenizer: Any
+) -> None:
+    train = [{"text": f"Passage {i} about rivers and number {i * 3}."} for i in range(6)]
+    train[2] = {"text": "   "}
+    folder = write_dataset(tmp_path, train, [{"text": "A held-out passage."}] * 4)
+    report = validate(folder, tokenizer, max_duplicate_fraction=1.0)
+    roles = [o for o in report.results if o.column in ("roles_valid", "roles_alternate")]
+    assert [(o.success, o.element_count) for o in roles] == [(True, 0), (True, 0)]
+    (empty,) = failed(report, "empty_assistant")
+    assert [e["line"] for e in empty.examples] == [3]
+
+
+def test_an_empty_user_turn_fails_the_empty_turn_rule(tmp_path: Path, tokenizer: Any) -> None:
+    train = qa(0, 10)
+    train[4] = chat("  ", "An answer to nothing.")
+    report = validate(write_dataset(tmp_path, train, qa(100, 4)), tokenizer)
+    (outcome,) = failed(report, "empty_turn")
+    assert [e["line"] for e in outcome.examples] == [5]
+    assert outcome.rule == "no user, system or tool turn is empty"
+
+
+def test_over_length_truncate_lets_long_rows_pass(tmp_path: Path, tokenizer: Any) -> None:
+    train = qa(0, 10)
+    train[1] = chat("Tell me a story.", "Once upon a time " * 40)
+    folder = write_dataset(tmp_path, train, qa(100, 4))
+    assert failed(validate(folder, tokenizer, max_seq_length=64), "token_count")
+    report = validate(folder, tokenizer, max_seq_length=64, over_length="truncate")
+    assert report.success, report.to_markdown()
+    checks = {o.expectation for o in report.results if o.column == "token_count"}
+    assert checks == {"expect_column_values_to_not_be_null"}  # present, but no maximum

@@ -2,9 +2,10 @@
 
 train/valid/test.jsonl in mlx-lm's `messages` format under `<run_dir>/data/`, exact and near
 duplicates removed (eval rows win over train rows, so a duplicate never leaks), an unsplit
-source split by seed, and rows over max_seq_length dropped when data.over_length is 'drop'.
-Every dropped row is counted with its reason in `preparation.json`, the validation report and
-the warehouse table `data_preparation`.
+source split by seed, and rows over max_seq_length dropped when data.over_length is 'drop'
+(or kept and truncated in training, as mlx-lm does, when it is 'truncate').
+Every dropped or truncated row is counted with its reason in `preparation.json`, the
+validation report and the warehouse table `data_preparation`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lorascope.data.rules import content_text, token_counts, tokenizer_for
 from lorascope.data.sources import read_source, record_line
 
 DROP_REASONS = ("exact_duplicate", "near_duplicate", "too_long")
+TRUNCATED = "truncated"  # kept, but trained on its first max_seq_length tokens only
 MAX_DROP_EXAMPLES = 5
 PREPARATION_FILE = "preparation.json"
 
@@ -42,12 +44,13 @@ def split_records(
 
 def _summary_row(split: str, rows_in: int) -> dict[str, Any]:
     return {"split": split, "rows_in": rows_in, **dict.fromkeys(DROP_REASONS, 0),
-            "rows_out": rows_in, "examples": []}
+            "rows_out": rows_in, TRUNCATED: 0, "examples": []}
 
 
 def _drop(row: dict[str, Any], reason: str, record: Record, detail: str) -> None:
     row[reason] += 1
-    row["rows_out"] -= 1
+    if reason != TRUNCATED:
+        row["rows_out"] -= 1
     if sum(e["reason"] == reason for e in row["examples"]) < MAX_DROP_EXAMPLES:
         row["examples"].append(
             {"file": record.file, "line": record.line, "reason": reason, "detail": detail}
@@ -87,15 +90,17 @@ def prepare_splits(
             del carved["test"]
         splits |= carved
         summary |= {split: _summary_row(split, len(records)) for split, records in carved.items()}
-    if data.over_length == "drop":
+    if data.over_length in ("drop", "truncate"):
+        reason = "too_long" if data.over_length == "drop" else TRUNCATED
         for split, records in splits.items():
             counts = count_tokens(records)
             for record, count in zip(records, counts, strict=True):
                 if count > data.max_seq_length:
-                    _drop(summary[split], "too_long", record,
+                    _drop(summary[split], reason, record,
                           f"{count} tokens > {data.max_seq_length} (data.max_seq_length)")
-            splits[split] = [r for r, c in zip(records, counts, strict=True)
-                             if c <= data.max_seq_length]
+            if data.over_length == "drop":
+                splits[split] = [r for r, c in zip(records, counts, strict=True)
+                                 if c <= data.max_seq_length]
     ordered = [UNSPLIT, *SPLITS]
     return ({split: splits[split] for split in SPLITS if splits.get(split)},
             sorted(summary.values(), key=lambda row: ordered.index(row["split"])))
@@ -122,7 +127,8 @@ def prepare_data(
     """Read `location`, prepare it into `folder` and return the per-split summary."""
     source = read_source(location, data.columns)
     log(f"read {sum(map(len, source.values()))} rows from {location}")
-    tokenizer = tokenizer_for(model_path, chat_template) if data.over_length == "drop" else None
+    tokenizer = (tokenizer_for(model_path, chat_template) if data.over_length != "fail"
+                 else None)
     splits, summary = prepare_splits(data, source, lambda rs: token_counts(tokenizer, rs))
     for split in ("train", "valid"):
         if not splits.get(split):
@@ -134,19 +140,23 @@ def prepare_data(
     for row in summary:
         drops = ", ".join(f"{row[r]} {r}" for r in DROP_REASONS if row[r])
         log(f"{row['split']}: {row['rows_in']} rows in, {row['rows_out']} out"
-            + (f" (dropped {drops})" if drops else ""))
+            + (f" (dropped {drops})" if drops else "")
+            + (f", {row[TRUNCATED]} truncated to {data.max_seq_length} tokens"
+               if row[TRUNCATED] else ""))
     return summary
 
 
 def preparation_markdown(summary: list[dict[str, Any]]) -> str:
     lines = ["## Preparation", "", "| split | rows in | " + " | ".join(DROP_REASONS)
-             + " | rows out |", "|---" * (len(DROP_REASONS) + 3) + "|"]
+             + f" | rows out | {TRUNCATED} |", "|---" * (len(DROP_REASONS) + 4) + "|"]
     lines += [f"| {row['split']} | {row['rows_in']} | "
-              + " | ".join(str(row[r]) for r in DROP_REASONS) + f" | {row['rows_out']} |"
+              + " | ".join(str(row[r]) for r in DROP_REASONS)
+              + f" | {row['rows_out']} | {row.get(TRUNCATED, 0)} |"
               for row in summary]
     examples = [(row["split"], e) for row in summary for e in row["examples"]]
     if examples:
-        lines += ["", f"Dropped rows (first {MAX_DROP_EXAMPLES} per split and reason):"]
+        lines += ["", f"Dropped and truncated rows (first {MAX_DROP_EXAMPLES} per split and "
+                  "reason):"]
         lines += [f"- {split}: `{e['file']}:{e['line']}` {e['reason']} — {e['detail']}"
                   for split, e in examples]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,11 @@
 """Instruction records: the supported row formats and their normalization to chat messages.
 
+mlx-lm's four formats keep what mlx-lm trains on: `chat` (`messages`), `tools` (`messages`
+plus a `tools` list of tool definitions for the chat template), `completions`
+(`prompt`/`completion`) and `text` (raw text: no chat template, no roles). A `text` row
+still gets a chat view (`messages`: one assistant turn) for deduplication and reports, but
+training and token counts use `Record.text`.
+
 Sources are JSONL in mlx-lm's formats (`messages`, `prompt`/`completion`, `text`), Alpaca's
 `instruction`/`input`/`output`, ShareGPT's `conversations` (`from`/`value`), the same rows in
 Parquet, CSV or a JSON array, a folder saved with `datasets.save_to_disk`, or `hf:ID` for a
@@ -13,6 +19,7 @@ origin along (`lorascope_origin`), so it survives preparation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -53,10 +60,12 @@ FRAME_COLUMNS = [
     "split",
     "file",
     "line",
+    "format",
     "n_messages",
     "roles_valid",
     "roles_alternate",
     "empty_assistant",
+    "empty_turn",
     "valid_utf8",
     "token_count",
     "normalized_text",
@@ -82,10 +91,22 @@ class DataError(LorascopeError, ValueError):
 
 @dataclass(frozen=True)
 class Record:
+    """One row: where it came from, its chat messages, and for mlx-lm's `text` format the raw
+    text it is trained on, for the `tools` format the tool definitions."""
+
     file: str
     line: int
     messages: list[Message]
     label: str | None = None
+    text: str | None = None
+    tools: list[Any] | None = None
+
+    @property
+    def format(self) -> str:
+        """mlx-lm's name for the row's format: text, tools or chat (completions are chat)."""
+        if self.text is not None:
+            return "text"
+        return "tools" if self.tools else "chat"
 
 
 # ---------------------------------------------------------------- formats
@@ -158,6 +179,18 @@ def to_messages(obj: dict[str, Any], kind: str | None = None) -> list[Message]:
         prompt = f"{instruction}\n\n{extra}" if extra else instruction
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
     return _with_system(obj, messages)
+
+
+def tools_field(obj: dict[str, Any]) -> list[Any] | None:
+    """A row's `tools` (tool definitions passed to the chat template, as mlx-lm does); CSV
+    cells hold the list as JSON text."""
+    tools = obj.get("tools")
+    if isinstance(tools, str):
+        with contextlib.suppress(json.JSONDecodeError):  # then refused below, as a string
+            tools = json.loads(tools)
+    if tools is not None and not isinstance(tools, list):
+        raise ValueError("field 'tools' must be a list of tool definitions (JSON schemas)")
+    return tools or None
 
 
 def rename_fields(obj: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:

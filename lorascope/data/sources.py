@@ -24,6 +24,7 @@ from lorascope.data.records import (
     detect_format,
     rename_fields,
     to_messages,
+    tools_field,
 )
 from lorascope.data.rules import is_valid_utf8
 
@@ -233,8 +234,13 @@ def load_splits(folder: str | Path) -> dict[str, list[Record]]:
 
 
 def record_line(record: Record) -> str:
-    """One line of a prepared split file: mlx-lm's `messages` format plus the origin."""
-    row: dict[str, Any] = {"messages": record.messages}
+    """One line of a prepared split file in mlx-lm's format (`text`, or `messages` with the
+    row's `tools`), plus the origin."""
+    row: dict[str, Any] = (
+        {"text": record.text} if record.text is not None else {"messages": record.messages}
+    )
+    if record.tools:
+        row["tools"] = record.tools
     if record.label is not None:
         row["label"] = record.label
     row[ORIGIN_KEY] = {"file": record.file, "line": record.line}
@@ -272,13 +278,16 @@ def _records(
                     "use one format per file"
                 )
             messages = to_messages(obj, kind)
+            text = obj["text"] if kind == "text" else None
+            tools = None if kind == "text" else tools_field(obj)
         except ValueError as error:
             raise DataError(file, line, str(error)) from None
         origin = obj.get(ORIGIN_KEY)
         ours = isinstance(origin, dict) and {"file", "line"} <= origin.keys()
         where = (origin["file"], origin["line"]) if ours else (file, line)
         label = obj.get("label")
-        records.append(Record(*where, messages, None if label is None else str(label)))
+        records.append(Record(*where, messages, None if label is None else str(label), text,
+                              tools))
     if not records:
         raise DataError(file, 1, "empty file; expected at least one row")
     return records

@@ -2,7 +2,10 @@
 
 Base models (Mistral-7B-v0.1, tiny-mistral) ship no chat template; instruction tuning then
 teaches the template we apply, so it must be the same one at training, generation and
-evaluation time. We default to Mistral's own [INST] format.
+evaluation time. We default to Mistral's own [INST] format, with tool definitions, tool calls
+and tool results written as Mistral's v3 template writes them.
+
+mlx-lm's `text` rows are the exception: they are trained on the raw text, with no template.
 """
 
 from __future__ import annotations
@@ -16,9 +19,16 @@ MISTRAL_INST_TEMPLATE = (
     "{% else %}{% set system = '' %}{% set turns = messages %}{% endif %}"
     "{% for message in turns %}"
     "{% if message['role'] == 'user' %}"
+    "{% if tools and loop.first %}"
+    "{{ '[AVAILABLE_TOOLS] ' + (tools | tojson) + '[/AVAILABLE_TOOLS]' }}"
+    "{% endif %}"
     "{{ '[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' }}"
     "{% elif message['role'] == 'assistant' %}"
-    "{{ message['content'] + eos_token }}"
+    "{{ message['content'] or '' }}"
+    "{% if message.tool_calls %}{{ '[TOOL_CALLS] ' + (message.tool_calls | tojson) }}{% endif %}"
+    "{{ eos_token }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '[TOOL_RESULTS] ' + (message['content'] | string) + '[/TOOL_RESULTS]' }}"
     "{% endif %}"
     "{% endfor %}"
 )
@@ -45,28 +55,41 @@ def ensure_chat_template(tokenizer: Any, template: str | None = None) -> Any:
     return tokenizer
 
 
-def prompt_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+def prompt_tokens(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[Any] | None = None
+) -> list[int]:
     """Token ids of the conversation so far, ending where the assistant starts to answer."""
     return list(
         hf_tokenizer(tokenizer).apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False
         )
     )
 
 
 def conversation_tokens(
-    tokenizer: Any, messages: list[dict[str, str]]
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[Any] | None = None
 ) -> tuple[list[int], int]:
     """Token ids of a whole conversation, and where its final assistant turn begins.
 
+    `tools` are the row's tool definitions (mlx-lm's `tools` field), passed to the template.
     The offset is the length of the prompt part, which mask-prompt training leaves out of
     the loss (mlx-lm's ChatDataset computes it the same way).
     """
     inner = hf_tokenizer(tokenizer)
     full = list(
-        inner.apply_chat_template(messages, tokenize=True, return_dict=False)
+        inner.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=False)
     )
-    # A lone assistant turn (mlx-lm's `text` format) has no prompt to mask.
+    # A lone assistant turn has no prompt to mask.
     trains_on_last_turn = messages[-1]["role"] == "assistant" and len(messages) > 1
-    offset = len(prompt_tokens(tokenizer, messages[:-1])) if trains_on_last_turn else 0
+    offset = len(prompt_tokens(tokenizer, messages[:-1], tools)) if trains_on_last_turn else 0
     return full, offset
+
+
+def text_tokens(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a `text` row as mlx-lm's TextDataset makes them: the tokenizer's own
+    encoding (with its BOS), and an EOS appended unless the text already ends with one."""
+    inner = hf_tokenizer(tokenizer)
+    ids = list(inner.encode(text))
+    if not ids or ids[-1] != inner.eos_token_id:
+        ids.append(inner.eos_token_id)
+    return ids

@@ -20,7 +20,7 @@ def train_run(
     """`after_report(step)` runs after each reported step and its checkpoint (tests inject
     interruptions there)."""
     config = context.config
-    model, tokenizer = load_model(context.model_path, config.model)
+    model, tokenizer = load_model(context.model_path, config.model, home=context.home)
     splits = load_splits(context.paths.data)
 
     def land(rows: list[dict[str, Any]]) -> None:
@@ -30,7 +30,7 @@ def train_run(
 
     return train_adapters(
         model, tokenizer,
-        [r.messages for r in splits["train"]], [r.messages for r in splits["valid"]],
+        splits["train"], splits["valid"],
         config, context.model_path, context.paths, context.code_version, context.data_hash,
         sink=land, log=log, after_report=after_report,
     )

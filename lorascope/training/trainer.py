@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from lorascope.config import LoraConfig, RunConfig, TrainConfig
+from lorascope.data.records import Record
 from lorascope.errors import LorascopeError
-from lorascope.models.chat import conversation_tokens
+from lorascope.models.chat import conversation_tokens, text_tokens
 from lorascope.paths import RunPaths
 from lorascope.training.checkpoints import latest_valid_checkpoint, rng_seed_at, save_checkpoint
 
@@ -79,11 +80,18 @@ def out_of_memory_advice(config: RunConfig, step: int | None) -> str:
 
 
 def tokenize_examples(
-    conversations: Sequence[list[dict[str, str]]], tokenizer: Any, mask_prompt: bool
+    rows: Sequence[Record | list[dict[str, str]]], tokenizer: Any, mask_prompt: bool
 ) -> list[Example]:
+    """Token ids and loss offsets, as mlx-lm's datasets make them: `text` rows are the raw
+    text (TextDataset: no chat template, nothing masked); chat rows go through the chat
+    template with their tool definitions (ChatDataset, CompletionsDataset)."""
     examples = []
-    for messages in conversations:
-        ids, offset = conversation_tokens(tokenizer, messages)
+    for row in rows:
+        if isinstance(row, Record) and row.text is not None:
+            examples.append((text_tokens(tokenizer, row.text), 0))
+            continue
+        messages, tools = (row.messages, row.tools) if isinstance(row, Record) else (row, None)
+        ids, offset = conversation_tokens(tokenizer, messages, tools)
         examples.append((ids, offset if mask_prompt else 0))
     return examples
 
@@ -174,18 +182,32 @@ def build_optimizer(train: TrainConfig) -> Any:
     import mlx.optimizers as optim
 
     updates = math.ceil(train.iters / train.grad_accumulation_steps)
-    if train.lr_schedule == "cosine":
-        decay_steps = max(updates - train.warmup_steps, 1)
-        lr: Any = optim.cosine_decay(train.learning_rate, decay_steps, train.learning_rate * 0.1)
+    decay_steps = train.decay_steps or max(updates - train.warmup_steps, 1)
+    if train.lr_schedule == "cosine_decay":
+        # mlx-lm's own builder, so that an mlx-lm lr_schedule means here what it means there.
+        from mlx_lm.tuner.utils import build_schedule
+
+        lr: Any = build_schedule({
+            "name": "cosine_decay", "warmup": train.warmup_steps, "warmup_init": train.warmup_init,
+            "arguments": [train.learning_rate, decay_steps, train.min_learning_rate or 0.0],
+        })
     else:
-        lr = train.learning_rate
-    if train.warmup_steps:
-        warmup = optim.linear_schedule(0.0, train.learning_rate, train.warmup_steps)
-        after = lr if callable(lr) else (lambda _: train.learning_rate)
-        lr = optim.join_schedules([warmup, after], [train.warmup_steps])
+        if train.lr_schedule == "cosine":
+            end = train.min_learning_rate
+            lr = optim.cosine_decay(train.learning_rate, decay_steps,
+                                    train.learning_rate * 0.1 if end is None else end)
+        else:
+            lr = train.learning_rate
+        if train.warmup_steps:
+            warmup = optim.linear_schedule(train.warmup_init, train.learning_rate,
+                                           train.warmup_steps)
+            after = lr if callable(lr) else (lambda _: train.learning_rate)
+            lr = optim.join_schedules([warmup, after], [train.warmup_steps])
+    adam = {"learning_rate": lr, "betas": list(train.betas), "eps": train.eps,
+            "bias_correction": train.bias_correction}
     if train.optimizer == "adamw":
-        return optim.AdamW(learning_rate=lr, weight_decay=train.weight_decay)
-    return optim.Adam(learning_rate=lr)
+        return optim.AdamW(**adam, weight_decay=train.weight_decay)
+    return optim.Adam(**adam)
 
 
 def attach_adapters(model: Any, lora: LoraConfig) -> None:
@@ -290,8 +312,8 @@ class TrainResult:
 def train_adapters(
     model: Any,
     tokenizer: Any,
-    train_conversations: Sequence[list[dict[str, str]]],
-    valid_conversations: Sequence[list[dict[str, str]]],
+    train_conversations: Sequence[Record | list[dict[str, str]]],
+    valid_conversations: Sequence[Record | list[dict[str, str]]],
     config: RunConfig,
     model_path: Path,
     paths: RunPaths,
