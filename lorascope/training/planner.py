@@ -6,8 +6,10 @@ dtype or quantization, the adapters with their gradients and Adam moments, and t
 activations kept for the backward pass. Its per-token coefficients were measured on this
 machine with `mx.get_peak_memory()` (tiny-mistral and smollm2-135m, batch 1-4, sequence
 128-512, with and without gradient checkpointing; all within 2 %) and are checked by
-tests/test_planner.py. Time comes from a FLOP count and an effective FLOP rate per hardware,
-derived from measured or published tokens/s (docs/training.md gives the sources).
+tests/test_planner.py. Time per step is a roofline over the matrix products (FLOPs at the
+hardware's matmul rate, or the weights streamed at its memory bandwidth, whichever is slower)
+plus the elementwise work (exp, sigmoid, ... per activation value), which on MLX's CPU backend
+is scalar and costs as much as the matrix products of a narrow model (docs/training.md).
 """
 
 from __future__ import annotations
@@ -91,21 +93,61 @@ KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class Hardware:
     name: str
-    train_flops: float  # effective FLOP/s of LoRA training, all overheads included
+    matmul_flops: float  # effective FLOP/s of the training step's matrix products
+    bandwidth: float  # bytes/s of memory reads: weights stream through once per pass
+    seconds_per_value: float  # elementwise work per activation value per pass (exp, sigmoid)
     watts: float
     source: str
 
 
-# Effective rates: published or measured tokens/s × this module's FLOPs per token for that
-# run (docs/training.md shows the arithmetic). Watts are typical wall power under load.
+def _apple(name: str, fp32_tflops: float, bandwidth_gbs: float, watts: float, source: str,
+           efficiency: float) -> Hardware:
+    """An Apple GPU: `efficiency` x its fp32 peak for the matrix products (measured from a
+    published run), elementwise values at 4 bytes each (16-bit read and write) over the memory
+    bus, where a GPU's transcendentals cost no more than a copy."""
+    return Hardware(name, efficiency * fp32_tflops * 1e12, bandwidth_gbs * 1e9,
+                    4 / (bandwidth_gbs * 1e9), watts, source)
+
+
+# The M1 Max's published Mistral-7B run (mlx-examples LORA.md, ~250 tok/s) reaches 39 % of its
+# 10.4 TFLOPS fp32 peak; the single-die M4 chips are given the same share. The M2 Ultra's run
+# (two dies) reaches 35 % of 27.2 TFLOPS. Memory bandwidth: Apple's spec pages. GPU fp32 peaks:
+# Apple publishes none for M4; the figures are huggingface.js's hardware table
+# (github.com/huggingface/huggingface.js/pull/1044: M4 4.6, M4 Pro 9.2, M4 Max 18.4 TFLOPS),
+# the same table that gives M1 Max 10.4 (huggingface.co/hardware/apple-m1-max).
+# Watts are typical wall power under a GPU load (assumed; pass --watts for your own).
+M1_MAX_EFFICIENCY = 0.39
 HARDWARE = {
-    "m2-ultra": Hardware("Apple M2 Ultra", 9.5e12, 200.0,
-                         "mlx-examples lora/README.md: Llama 7B LoRA ~475 tok/s"),
-    "m1-max": Hardware("Apple M1 Max 32 GB", 4.06e12, 90.0,
-                       "mlx-examples llms/mlx_lm/LORA.md: Mistral-7B, batch 1, 4 layers, "
-                       "~250 tok/s"),
-    "linux-cpu-2core": Hardware("2-core x86_64, MLX CPU + OpenBLAS", 8.0e10, 65.0,
-                                "measured here, idle machine: smollm2-135m LoRA ~150 tok/s"),
+    "m2-ultra": _apple("Apple M2 Ultra", 27.2, 800, 200.0,
+                       "mlx-examples lora/README.md: Llama 7B LoRA ~475 tok/s; "
+                       "apple.com/newsroom/2023/06/apple-introduces-m2-ultra/: 800GB/s",
+                       efficiency=0.35),
+    "m1-max": _apple("Apple M1 Max 32 GB", 10.4, 400, 90.0,
+                     "mlx-examples llms/mlx_lm/LORA.md: Mistral-7B, batch 1, 4 layers, "
+                     "~250 tok/s; apple.com/newsroom/2021/10/introducing-m1-pro-and-m1-max-"
+                     "the-most-powerful-chips-apple-has-ever-built/: 400GB/s",
+                     efficiency=M1_MAX_EFFICIENCY),
+    # apple.com/newsroom/2024/05/apple-introduces-m4-chip/: 10-core GPU, 120GB/s
+    "m4": _apple("Apple M4 (10-core GPU)", 4.6, 120, 40.0,
+                 "apple.com/newsroom/2024/05/apple-introduces-m4-chip/: 120GB/s; "
+                 "huggingface.js hardware table: 4.6 TFLOPS fp32", M1_MAX_EFFICIENCY),
+    # apple.com/newsroom/2024/10/apple-introduces-m4-pro-and-m4-max/: 20-core GPU, 273GB/s
+    "m4-pro": _apple("Apple M4 Pro (20-core GPU)", 9.2, 273, 70.0,
+                     "apple.com/newsroom/2024/10/apple-introduces-m4-pro-and-m4-max/: "
+                     "273GB/s; huggingface.js hardware table: 9.2 TFLOPS fp32",
+                     M1_MAX_EFFICIENCY),
+    # same page: M4 Max with the 40-core GPU, 546GB/s (the 32-core one has 410GB/s)
+    "m4-max": _apple("Apple M4 Max (40-core GPU)", 18.4, 546, 120.0,
+                     "apple.com/newsroom/2024/10/apple-introduces-m4-pro-and-m4-max/: "
+                     "546GB/s; huggingface.js hardware table: 18.4 TFLOPS fp32",
+                     M1_MAX_EFFICIENCY),
+    # Measured on the 2-core box, `bench/train_throughput.py --calibrate` when it was quiet:
+    # MLX float32 matrix products on OpenBLAS at the benchmark models' shapes 180-242 GFLOP/s;
+    # MLX's CPU exp and sigmoid (scalar, single-threaded) 5.5-13.6 ns per value per pass with
+    # their backward, taken as 12 ns to cover the elementwise ops not counted (norms, RoPE,
+    # residual adds); `a + 1` over 256 MB 2.3-4.3 GB/s, never the binding term here.
+    "linux-cpu-2core": Hardware("2-core x86_64, MLX CPU + OpenBLAS", 2.3e11, 4.0e9, 12e-9,
+                                65.0, "measured here: bench/train_throughput.py --calibrate"),
 }
 
 
@@ -126,12 +168,14 @@ class Plan:
     tokens_per_step: float
     steps_per_epoch: int | None
     flops_per_token: float
+    elementwise_per_token: float
     tokens_per_second: float
     seconds_per_epoch: float | None
     seconds_for_run: float
     energy_kwh: float
     cost: float
     hardware: Hardware
+    quantize_peak_gb: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -217,6 +261,42 @@ def flops_per_token(dims: ModelDims, config: RunConfig, sequence: int) -> float:
     return forward + backward + recompute
 
 
+def elementwise_per_token(dims: ModelDims, config: RunConfig, sequence: int) -> float:
+    """Activation values that pass through a transcendental (exp, sigmoid) per trained token,
+    counted once per pass over a block: the MLP's SiLU (intermediate values) and the attention
+    softmax (heads x sequence); the head's log-softmax over the vocabulary, forward and
+    backward. A block's backward touches the same values again, as its forward does."""
+    layers = adapted_layers(dims, config.lora)
+    passes = dims.layers + layers + (layers if config.train.grad_checkpoint else 0)
+    return passes * (dims.intermediate + dims.heads * sequence) + 2 * dims.vocab
+
+
+def streamed_weight_bytes(dims: ModelDims, config: RunConfig) -> float:
+    """Weight bytes read per step: every block forward, the adapted ones again backward (and
+    once more with gradient checkpointing), the head forward and backward."""
+    bits, group = config.model.quantize_bits, config.model.quantize_group_size
+    per_weight = dims.dtype_bytes if bits is None else bits / 8 + 2 * dims.dtype_bytes / group
+    layers = adapted_layers(dims, config.lora)
+    passes = dims.layers + layers + (layers if config.train.grad_checkpoint else 0)
+    return (passes * dims.block_parameters + 2 * dims.vocab * dims.hidden) * per_weight
+
+
+def quantize_peak_bytes(dims: ModelDims, bits: int, group_size: int) -> float:
+    """Peak of quantizing once (`models.loader.quantized_base`): the quantized model plus one
+    full-precision matrix, the largest, being quantized (weights are read one at a time)."""
+    largest = max(dims.vocab * dims.hidden, dims.hidden * dims.intermediate)
+    return weight_bytes(dims, bits, group_size) + largest * dims.dtype_bytes
+
+
+def seconds_per_step(dims: ModelDims, config: RunConfig, hardware: Hardware, sequence: int,
+                     tokens_per_step: float) -> float:
+    """Matrix products at the slower of compute and weight streaming, plus elementwise work."""
+    matmul = max(tokens_per_step * flops_per_token(dims, config, sequence) / hardware.matmul_flops,
+                 streamed_weight_bytes(dims, config) / hardware.bandwidth)
+    elementwise = tokens_per_step * elementwise_per_token(dims, config, sequence)
+    return matmul + elementwise * hardware.seconds_per_value
+
+
 def padded_length(tokens: int, max_seq_length: int) -> int:
     """Width of a batch whose longest example has `tokens` tokens (mlx-lm pads to 1 + 32k)."""
     return min(1 + 32 * ((tokens + 31) // 32), max_seq_length)
@@ -238,20 +318,26 @@ def plan_run(
         tokens_per_step = float(tc.batch_size * sequence)
         steps_per_epoch = None
         notes.append("no training data read: sequences assumed max_seq_length long")
-    per_token = flops_per_token(dims, config, sequence)
-    rate = tokens_per_second or hardware.train_flops / per_token
-    seconds_per_step = tokens_per_step / rate
-    seconds_per_epoch = steps_per_epoch * seconds_per_step if steps_per_epoch else None
-    seconds_for_run = tc.iters * seconds_per_step
+    rate = tokens_per_second or tokens_per_step / seconds_per_step(
+        dims, config, hardware, sequence, tokens_per_step)
+    step = tokens_per_step / rate
+    seconds_per_epoch = steps_per_epoch * step if steps_per_epoch else None
+    seconds_for_run = tc.iters * step
+    model = config.model
+    quantize_peak = (quantize_peak_bytes(dims, model.quantize_bits, model.quantize_group_size)
+                     / GB if model.quantize_bits is not None else None)
     energy_kwh = (watts or hardware.watts) * seconds_for_run / 3.6e6
     return Plan(
         trainable_parameters=trainable_parameters(dims, config.lora),
         total_parameters=dims.parameters,
         memory_gb=memory_breakdown(dims, config, sequence),
         sequence_length=sequence, tokens_per_step=tokens_per_step,
-        steps_per_epoch=steps_per_epoch, flops_per_token=per_token, tokens_per_second=rate,
-        seconds_per_epoch=seconds_per_epoch, seconds_for_run=seconds_for_run,
-        energy_kwh=energy_kwh, cost=energy_kwh * price_per_kwh, hardware=hardware, notes=notes,
+        steps_per_epoch=steps_per_epoch, flops_per_token=flops_per_token(dims, config, sequence),
+        elementwise_per_token=elementwise_per_token(dims, config, sequence),
+        tokens_per_second=rate, seconds_per_epoch=seconds_per_epoch,
+        seconds_for_run=seconds_for_run, energy_kwh=energy_kwh,
+        cost=energy_kwh * price_per_kwh, hardware=hardware, quantize_peak_gb=quantize_peak,
+        notes=notes,
     )
 
 
@@ -273,6 +359,9 @@ def format_plan(plan: Plan, config: RunConfig) -> str:
         f"{plan.sequence_length} tokens, grad_checkpoint {tc.grad_checkpoint})",
     ]
     lines += [f"  {name:<16}{gb:8.3f} GB" for name, gb in plan.memory_gb.items()]
+    if plan.quantize_peak_gb is not None:
+        lines.append(f"quantize once     {plan.quantize_peak_gb:.2f} GB peak (to "
+                     f"{config.model.quantize_bits} bits, into $LORASCOPE_HOME/models/)")
     lines += [
         f"tokens per step   {plan.tokens_per_step:,.0f}",
         f"steps per epoch   {plan.steps_per_epoch if plan.steps_per_epoch else 'unknown'}",
@@ -298,7 +387,8 @@ def model_dims_for(source: str, home: Any = None) -> ModelDims:
 
     if source in KNOWN_CONFIGS:
         return dims_from_config(KNOWN_CONFIGS[source])
-    return dims_from_config(json.loads((resolve_model(source, home) / "config.json").read_text()))
+    folder = resolve_model(source, home, weights=False)
+    return dims_from_config(json.loads((folder / "config.json").read_text()))
 
 
 def data_stats_for(config: RunConfig, home: Any = None) -> DataStats | None:
@@ -314,7 +404,7 @@ def data_stats_for(config: RunConfig, home: Any = None) -> DataStats | None:
     from lorascope.models.loader import ModelSourceError, resolve_model
 
     try:
-        model_path = resolve_model(config.model.source, home)
+        model_path = resolve_model(config.model.source, home, weights=False)
     except ModelSourceError:
         return None
     tokenizer = ensure_chat_template(load_tokenizer(model_path), config.model.chat_template)
@@ -323,3 +413,16 @@ def data_stats_for(config: RunConfig, home: Any = None) -> DataStats | None:
     train = splits.get("train") or splits[UNSPLIT]
     lengths = token_counts(tokenizer, train)
     return DataStats(len(lengths), sum(lengths) / len(lengths), max(lengths))
+
+
+def this_machine() -> str:
+    """The HARDWARE key for this computer: its Apple chip when profiled, else the nearest."""
+    import subprocess
+    import sys
+
+    if sys.platform != "darwin":
+        return "linux-cpu-2core"
+    chip = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                          text=True).stdout.strip()  # e.g. "Apple M4 Max"
+    key = chip.lower().removeprefix("apple ").replace(" ", "-")
+    return key if key in HARDWARE else "m1-max"
