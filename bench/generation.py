@@ -20,11 +20,10 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 from lorascope.data.builtin import resolve_eval_prompts
 from lorascope.evaluation.generation import generate_batch
-from lorascope.evaluation.prompts import load_eval_prompts
+from lorascope.evaluation.prompts import builtin_prompt_set, read_eval_prompts
 from lorascope.models.chat import prompt_tokens
 from lorascope.models.loader import load_model, resolve_model
 
@@ -82,8 +81,8 @@ def main() -> None:
     from lorascope.blas import describe_blas
 
     model, tokenizer = load_model(resolve_model(args.model))
-    prompts = load_eval_prompts(Path(resolve_eval_prompts("builtin:sciq-format")),
-                                include_ifeval=True)[: args.batch]
+    prompts = (read_eval_prompts(resolve_eval_prompts("builtin:sciq-format"))
+               + builtin_prompt_set("ifeval"))[: args.batch]
     token_lists = [prompt_tokens(tokenizer, p.messages) for p in prompts]
     sampler = make_sampler(temp=0.0)
     generate_batch(model, tokenizer, token_lists[:2], 4, sampler)  # warm up kernels

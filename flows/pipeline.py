@@ -16,7 +16,9 @@ from prefect.schedules import Cron
 
 from lorascope.blas import describe_blas
 from lorascope.config import load_config
-from lorascope.paths import lorascope_home
+from lorascope.paths import RunPaths, lorascope_home
+from lorascope.run_lock import run_lock
+from lorascope.runs import run_id_for
 
 
 @flow(name="lorascope-pipeline", log_prints=True)
@@ -24,15 +26,19 @@ def pipeline(config_path: str, overrides: list[str] | None = None, home: str | N
     """Tune a model on instruction data and measure what changed; returns the run id.
 
     Re-running with the same config resumes its run: training from the newest checkpoint,
-    generation from the first prompt without an answer in the warehouse.
+    generation from the first prompt without an answer in the warehouse. Changing only eval
+    settings re-evaluates the trained run (a new evaluation) without training. One process
+    writes a run at a time (lorascope.run_lock).
     """
     get_run_logger().info(describe_blas())
     config = load_config(config_path, overrides)
-    context = start_task(config, Path(home) if home else lorascope_home())
-    with finished(context):
-        validate_task(context)
-        train_task(context)
-        evaluate_run(context)
+    state_home = Path(home) if home else lorascope_home()
+    with run_lock(RunPaths.of(run_id_for(config), state_home).root, "lorascope run"):
+        context = start_task(config, state_home)
+        with finished(context):
+            validate_task(context)
+            train_task(context)
+            evaluate_run(context)
     return context.run_id
 
 

@@ -19,6 +19,7 @@ examples:
   lorascope sql --saved goal_improvement                 a saved query (--list shows them)
   lorascope validate configs/demo.yaml --data my_data/   check data before training on it
   lorascope plan configs/mistral-7b-qlora.yaml --hardware m1-max   memory, time, energy up front
+  lorascope eval demo-1a2b3c4d5e --set eval.max_tokens=128   re-evaluate, no training
   lorascope eval configs/demo.yaml --adapter DIR         base vs base+adapter, no training
   lorascope sweep configs/demo.yaml lora.rank 4 8 16     rank sensitivity, one run per value
   lorascope serve configs/demo.yaml --cron "0 1 * * *"   run from the Prefect UI; nightly at 01:00
@@ -72,19 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--timezone", default="UTC", help="time zone of --cron (default UTC)")
 
     evaluate = commands.add_parser(
-        "eval", help="evaluate base vs base+adapter (no training): generations, scores, report")
-    evaluate.add_argument("config", help="run config YAML: model, eval prompts, eval settings")
+        "eval", help="evaluate again without training: a trained run with other eval settings "
+        "(RUN_ID --set eval.KEY=VALUE), or adapters trained elsewhere (CONFIG --adapter DIR)")
+    evaluate.add_argument("target", metavar="RUN_ID|CONFIG",
+                          help="a run id (under $LORASCOPE_HOME/runs), or a config YAML")
     evaluate.add_argument("--adapter", metavar="PATH",
-                          help="mlx-lm adapter folder (adapter_config.json + adapters.safetensors),"
-                          " e.g. from `mlx_lm.lora --train`; default: the config's trained run")
+                          help="with a CONFIG: mlx-lm adapter folder (adapter_config.json + "
+                          "adapters.safetensors), e.g. from `mlx_lm.lora --train`; default: "
+                          "the config's trained run")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[],
-                          metavar="KEY=VALUE", help="override a config value (repeatable)")
+                          metavar="KEY=VALUE", help="override a config value (repeatable; "
+                          "with a RUN_ID, eval.* only)")
 
     plan = commands.add_parser(
         "plan", help="predict peak memory, tokens per step, time and energy before training")
     plan.add_argument("config")
-    plan.add_argument("--hardware", choices=["m2-ultra", "m1-max", "linux-cpu-2core"],
-                      help="machine to predict for (default: this one's kind)")
+    plan.add_argument("--hardware", choices=["m4", "m4-pro", "m4-max", "m1-max", "m2-ultra",
+                                             "linux-cpu-2core"],
+                      help="machine to predict for (default: this Mac's chip when it is one of "
+                      "these, else m1-max on a Mac and linux-cpu-2core elsewhere)")
     plan.add_argument("--tokens-per-second", type=float,
                       help="measured training speed; overrides the hardware's FLOP rate")
     plan.add_argument("--watts", type=float, help="power draw under load (default: hardware's)")
@@ -114,12 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(config_path: str, overrides: list[str]) -> int:
     from lorascope.config import load_config
-
-    load_config(config_path, overrides)  # a bad config fails here, before Prefect starts
-    from lorascope.flows.pipeline import pipeline
     from lorascope.paths import RunPaths, warehouse_path
+    from lorascope.run_lock import run_lock
+    from lorascope.runs import run_id_for
 
-    run_id = pipeline(config_path, overrides)
+    # A bad config, or a run another process is writing, fails here, before Prefect starts.
+    run_id = run_id_for(load_config(config_path, overrides))
+    with run_lock(RunPaths.of(run_id).root, "lorascope run"):
+        from lorascope.flows.pipeline import pipeline
+
+        pipeline(config_path, overrides)
     print(f"\nrun {run_id} completed")
     print(f"  report:    {RunPaths.of(run_id).report}")
     print(f"  warehouse: {warehouse_path()}")
@@ -169,7 +180,7 @@ def cmd_validate(config_path: str, data: str | None) -> int:
     if data:
         config.data.source = data
     home = lorascope_home()
-    model_path = resolve_model(config.model.source, home)
+    model_path = resolve_model(config.model.source, home, weights=False)  # tokenizer only
     location = resolve_data_source(config.data.source, home)
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="lorascope-validate-") as scratch:
@@ -210,19 +221,34 @@ def cmd_serve(config_path: str, cron: str | None, timezone: str) -> int:
     return 0
 
 
-def cmd_eval(config_path: str, adapter: str | None, overrides: list[str]) -> int:
+def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
+    """`lorascope eval RUN_ID`: re-evaluate a trained run; `lorascope eval CONFIG --adapter
+    DIR`: evaluate adapters trained elsewhere."""
     from lorascope.config import load_config
-    from lorascope.runs import check_adapter_folder
+    from lorascope.paths import RunPaths, lorascope_home
+    from lorascope.run_lock import run_lock
+    from lorascope.runs import check_adapter_folder, open_run
 
-    load_config(config_path, overrides)
+    if not Path(target).is_file():
+        if adapter:
+            raise FileNotFoundError(f"{target}: no such config file (--adapter needs a config)")
+        open_run(target, lorascope_home(), overrides)  # a bad run id or override fails here
+        with run_lock(RunPaths.of(target).root, "lorascope eval"):
+            from lorascope.flows.evaluation import reevaluate
+
+            evaluation_id = reevaluate(target, overrides)
+        print(f"\nrun {target} evaluated: evaluation {evaluation_id}")
+        print(f"  report:    {RunPaths.of(target).evaluation(evaluation_id) / 'report.md'}")
+        print("  try:       lorascope sql --saved evaluations")
+        return 0
+    load_config(target, overrides)
     if adapter:
         check_adapter_folder(Path(adapter))
     from lorascope.flows.evaluation import evaluate_adapter
-    from lorascope.paths import RunPaths
 
-    run_id = evaluate_adapter(config_path, adapter, overrides)
+    run_id = evaluate_adapter(target, adapter, overrides)
     print(f"\nrun {run_id} evaluated\n  report:    {RunPaths.of(run_id).report}")
-    print("  try:       lorascope sql --saved instruction_following")
+    print("  try:       lorascope sql --saved goal_improvement")
     return 0
 
 
@@ -233,7 +259,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     home = lorascope_home()
-    hardware = args.hardware or ("m1-max" if sys.platform == "darwin" else "linux-cpu-2core")
+    hardware = args.hardware or planner.this_machine()
     data = None if args.no_data else planner.data_stats_for(config, home)
     plan = planner.plan_run(
         planner.model_dims_for(config.model.source, home), config, planner.HARDWARE[hardware],
@@ -276,7 +302,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return cmd_serve(args.config, args.cron, args.timezone)
     if args.command == "eval":
-        return cmd_eval(args.config, args.adapter, args.overrides)
+        return cmd_eval(args.target, args.adapter, args.overrides)
     if args.command == "plan":
         return cmd_plan(args)
     if args.command == "config":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,8 +45,8 @@ class ModelConfig(_Section):
 DATA_FIELDS = ("messages", "conversations", "prompt", "completion", "text", "instruction",
                "input", "output", "system", "label")
 # Row-level rules of the instruction-data suite, by the validation frame column they check.
-ROW_RULES = ("roles_valid", "roles_alternate", "empty_assistant", "valid_utf8", "token_count",
-             "leaks_into_eval")
+ROW_RULES = ("roles_valid", "roles_alternate", "empty_assistant", "empty_turn", "valid_utf8",
+             "token_count", "leaks_into_eval")
 
 
 class DataConfig(_Section):
@@ -53,11 +55,6 @@ class DataConfig(_Section):
         description="Training data: 'builtin:NAME'; a .jsonl/.json/.parquet/.csv file; a folder "
         "of train/valid/test files or saved with datasets' save_to_disk; or 'hf:OWNER/NAME' "
         "(Hugging Face Hub, needs network). A source without a valid split is split here.",
-    )
-    eval_prompts: str = Field(
-        "builtin:sciq-format",
-        description="Evaluation prompts: 'builtin:NAME' or a JSONL file (id, domain, messages, "
-        "reference).",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -74,10 +71,11 @@ class DataConfig(_Section):
         "this; null turns near-duplicate removal off. Needs dedup.",
     )
     max_seq_length: int = Field(512, gt=8, description="Longest tokenized example allowed.")
-    over_length: Literal["fail", "drop"] = Field(
+    over_length: Literal["fail", "drop", "truncate"] = Field(
         "fail",
-        description="Rows longer than max_seq_length: 'fail' validation, or 'drop' them "
-        "(counted in the validation report).",
+        description="Rows longer than max_seq_length: 'fail' validation, 'drop' them, or "
+        "'truncate' them at max_seq_length tokens as mlx-lm does (dropped and truncated rows "
+        "are counted in the validation report).",
     )
     mostly: float = Field(
         1.0, ge=0, le=1, description="Fraction of rows that must pass each row-level rule."
@@ -164,11 +162,33 @@ class TrainConfig(_Section):
     warmup_steps: int = Field(
         0, ge=0, description="Linear warmup from 0 to learning_rate over this many updates."
     )
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        "cosine", description="After warmup: constant, or cosine decay to 0 at the last update."
+    warmup_init: float = Field(
+        0.0, ge=0, description="Learning rate the warmup starts from (mlx-lm's warmup_init)."
+    )
+    lr_schedule: Literal["constant", "cosine", "cosine_decay"] = Field(
+        "cosine",
+        description="After warmup: constant; cosine decay to min_learning_rate at the last "
+        "update; or cosine_decay, mlx-lm's lr_schedule (cosine over decay_steps, joined to the "
+        "warmup one update later, as mlx-lm's build_schedule joins them).",
+    )
+    decay_steps: int | None = Field(
+        None, gt=0,
+        description="Updates the cosine decays over after warmup; None = until the last update.",
+    )
+    min_learning_rate: float | None = Field(
+        None, ge=0,
+        description="Where the cosine ends; None = 10 % of learning_rate for cosine, 0 for "
+        "cosine_decay (mlx-lm's default end).",
     )
     optimizer: Literal["adam", "adamw"] = Field("adamw", description="MLX optimizer.")
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (adamw).")
+    betas: tuple[float, float] = Field(
+        (0.9, 0.999), description="Adam's moment decay rates (MLX's default)."
+    )
+    eps: float = Field(1e-8, gt=0, description="Adam's epsilon (MLX's default).")
+    bias_correction: bool = Field(
+        False, description="Adam bias correction; MLX's default is off, PyTorch's on."
+    )
     grad_accumulation_steps: int = Field(
         1, gt=0, description="Micro-batches per optimizer update (effective batch multiplier)."
     )
@@ -200,6 +220,108 @@ class TrainConfig(_Section):
         return self
 
 
+# Built-in prompt sets for eval.prompts, besides 'test', 'builtin:NAME' and files.
+PROMPT_SETS = ("ifeval", "ifbench", "mtbench")
+
+
+class JudgeConfig(_Section):
+    """A pairwise judge over an OpenAI-compatible endpoint (eval.judge)."""
+
+    url: str = Field(description="Base URL ending in /v1, e.g. http://127.0.0.1:8080/v1 "
+                     "(mlx_lm.server), http://127.0.0.1:11434/v1 (Ollama), a hosted API.")
+    model: str = Field(description="The judge model's name as the endpoint expects it.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key; None sends "
+        "none (local servers). The key itself never goes in a config.",
+    )
+    prompt_sets: list[str] | None = Field(
+        None, description="Which eval.prompts sets to judge (e.g. [mtbench]); None = all.",
+    )
+    max_tokens: int = Field(1024, gt=0, description="The judge's reply budget.")
+    timeout_seconds: float = Field(120.0, gt=0, description="Per request.")
+    max_retries: int = Field(2, ge=0, description="Retries of transient errors, with backoff.")
+
+
+class GoalCheck(_Section):
+    """One check of the declared tuning goal (eval.goal)."""
+
+    name: str = Field(description="Metric name of the check (a score, and the failure's id).")
+    regex: str | None = Field(
+        None, description="Python regex the answer must match (DOTALL; see match)."
+    )
+    match: Literal["start", "search", "full"] = Field(
+        "start", description="regex at the answer's start (re.match), anywhere, or the whole."
+    )
+    reference_in_group: str | None = Field(
+        None, description="A named group of regex that must contain the reference answer "
+        "(normalized as SQuAD does).",
+    )
+    contains_reference: bool = Field(
+        False, description="The reference answer appears anywhere in the answer (normalized)."
+    )
+    valid_json: bool = Field(
+        False, description="The answer parses as JSON (inside a ```json fence, if any)."
+    )
+    json_schema: dict[str, Any] | None = Field(
+        None, description="A JSON Schema the answer's JSON must validate against."
+    )
+    instructions: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="IFEval instruction ids (IFBench ids prefixed 'ifbench:') with kwargs, e.g. "
+        "[{id: change_case:english_lowercase, kwargs: {}}]; all must pass (strict).",
+    )
+    reference_metric: Literal["exact_match", "token_f1", "rouge_l"] | None = Field(
+        None, description="A reference metric that must reach `min` (prompts with a reference)."
+    )
+    min: float | None = Field(None, description="Threshold for reference_metric.")
+
+    @property
+    def needs_reference(self) -> bool:
+        """Checks against the reference answer score only prompts that have one, and a miss
+        is a wrong answer rather than a format violation."""
+        return bool(self.contains_reference or self.reference_in_group
+                    or self.reference_metric)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GoalCheck:
+        kinds = [kind for kind, given in (
+            ("regex", self.regex is not None), ("contains_reference", self.contains_reference),
+            ("valid_json", self.valid_json), ("json_schema", self.json_schema is not None),
+            ("instructions", bool(self.instructions)),
+            ("reference_metric", self.reference_metric is not None)) if given]
+        if len(kinds) != 1:
+            raise ValueError(f"goal check {self.name!r}: give exactly one of regex, "
+                             "contains_reference, valid_json, json_schema, instructions, "
+                             f"reference_metric (got {kinds or 'none'})")
+        if self.regex is not None:
+            try:
+                groups = re.compile(self.regex).groupindex
+            except re.error as error:
+                raise ValueError(
+                    f"goal check {self.name!r}: regex does not compile: {error}") from None
+            if self.reference_in_group and self.reference_in_group not in groups:
+                raise ValueError(f"goal check {self.name!r}: regex has no group "
+                                 f"(?P<{self.reference_in_group}>...)")
+        elif self.reference_in_group:
+            raise ValueError(f"goal check {self.name!r}: reference_in_group needs a regex")
+        if self.json_schema is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(self.json_schema).check_schema(
+                    self.json_schema)
+            except jsonschema.SchemaError as error:
+                raise ValueError(f"goal check {self.name!r}: json_schema is not a valid "
+                                 f"schema: {error.message}") from None
+        if self.instructions:
+            from lorascope.evaluation.ifbench import validate_instructions
+
+            validate_instructions(self.instructions, f"goal check {self.name!r}")
+        if (self.reference_metric is None) != (self.min is None):
+            raise ValueError(f"goal check {self.name!r}: reference_metric and min go together")
+        return self
+
+
 class EvalConfig(_Section):
     max_tokens: int = Field(64, gt=0, description="New tokens per generation.")
     batch_size: int = Field(32, gt=0, description="Prompts generated together.")
@@ -209,11 +331,36 @@ class EvalConfig(_Section):
         description="Log-likelihood multiple-choice tasks run on base and tuned.",
     )
     capability_limit: int = Field(100, gt=0, description="Questions per capability task.")
-    ifeval_prompts: bool = Field(
-        True, description="Add the built-in IFEval-style prompts (lm-eval's checkers score them)."
+    prompts: list[str] = Field(
+        default_factory=lambda: ["test"],
+        description="Prompt sets generated from by base and tuned: 'test' (the run's held-out "
+        "test split, its answers the references), " + ", ".join(f"'{n}'" for n in PROMPT_SETS)
+        + " (built-in sets), 'builtin:NAME' (a built-in dataset's eval prompts) or a JSONL "
+        "file of {id, domain, category, messages, reference, instructions} rows.",
     )
-    ifbench_prompts: bool = Field(
-        True, description="Add the built-in IFBench-style prompts (IFBench's checkers score them)."
+    test_limit: int | None = Field(
+        200, gt=0, description="Largest number of test-split examples evaluated (prompts and "
+        "test loss); a larger split is sampled with the run's seed. None = all.",
+    )
+    test_loss: bool = Field(
+        True, description="Score every evaluated test example's reference answer under base "
+        "and tuned: per-example loss, perplexity and log-likelihood (mlx_lm.lora --test's "
+        "loss, paired).",
+    )
+    judge: JudgeConfig | None = Field(
+        None, description="Open-ended quality: a judge model compares base and tuned answers "
+        "to the same prompt, in both orders (position bias cancels), ties allowed; None skips "
+        "it. Keys: url, model, api_key_env, prompt_sets, max_tokens, timeout_seconds, "
+        "max_retries.",
+    )
+    goal: list[GoalCheck] = Field(
+        default_factory=list,
+        description="The checks that define 'the tuning worked', applied to every prompt "
+        "without instructions of its own (reference checks: to those with a reference); each "
+        "is a score (1 pass, 0 fail), and a failed format check a format_violation named "
+        "after it. Keys per check: name plus one of regex "
+        "(with match and reference_in_group), contains_reference, valid_json, json_schema, "
+        "instructions (IFEval/IFBench ids), reference_metric with min.",
     )
     perplexity_corpora: list[str] = Field(
         default_factory=lambda: ["wikipedia_boolq"],
@@ -298,8 +445,22 @@ class RunConfig(_Section):
                              description="Evaluation of base vs tuned.")
 
     def config_hash(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        """Of the whole config (recorded with the run)."""
+        return _hash(self.model_dump(mode="json"))
+
+    def training_hash(self) -> str:
+        """Of everything that changes the adapters (all but eval): the run id's hash, so
+        changing only eval settings re-evaluates the same run instead of retraining."""
+        return _hash(self.model_dump(mode="json", exclude={"eval"}))
+
+    def eval_hash(self) -> str:
+        """Of the evaluation settings: an evaluation of a run is named after it."""
+        return _hash(self.eval.model_dump(mode="json"))
+
+
+def _hash(values: dict[str, Any]) -> str:
+    canonical = json.dumps(values, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class ConfigError(LorascopeError, ValueError):
@@ -333,27 +494,63 @@ def _describe(error: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: dict[str, Any], origin: str = "<config>") -> RunConfig:
+def parse_config(
+    data: dict[str, Any], origin: str = "<config>", key_names: dict[str, str] | None = None
+) -> RunConfig:
+    """`key_names`: lorascope key -> how to name it in errors (an mlx-lm config's own key)."""
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error, origin)) from None
+        message = _describe(error, origin)
+        for ours, theirs in (key_names or {}).items():
+            message = message.replace(f"\n  {ours}:", f"\n  {theirs} ({ours}):")
+        raise ConfigError(message) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML run config; `overrides` are `section.key=value` strings from the CLI."""
+    """Load a YAML run config; `overrides` are `section.key=value` strings from the CLI.
+
+    mlx-lm's own LoRA config format (flat keys, `mlx_lm lora -c FILE`) is detected and
+    translated first (lorascope/mlx_lm_config.py); there an override may also name a flat
+    mlx-lm key (`iters=20`). Keys lorascope does not use are logged as warnings.
+    """
+    from lorascope import mlx_lm_config
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    for override in overrides or []:
+    overrides = list(overrides or [])
+    key_names = None
+    if mlx_lm_config.is_mlx_lm_config(data):
+        flat = [o for o in overrides if o.partition("=")[0].strip() in mlx_lm_config.MLX_LM_KEYS]
+        for override in flat:
+            apply_override(data, override)
+        overrides = [o for o in overrides if o not in flat]
+        lines = mlx_lm_config.key_lines(text)
+        try:
+            translation = mlx_lm_config.translate(data, name=path.stem)
+        except mlx_lm_config.MlxLmConfigError as error:
+            key = str(error).split(":", 1)[0].split(".", 1)[0]
+            where = f"{path}:{lines[key]}" if key in lines else str(path)
+            raise ConfigError(f"{where}: {error}") from None
+        for warning in translation.warnings:
+            key = warning.split(":", 1)[0]
+            logging.getLogger(__name__).warning(
+                "%s: %s", f"{path}:{lines[key]}" if key in lines else path, warning)
+        data = translation.config
+        key_names = {ours: f"{theirs} (line {lines[theirs.split('.')[0]]})"
+                     if theirs.split(".")[0] in lines else theirs
+                     for ours, theirs in translation.sources.items()}
+    for override in overrides:
         apply_override(data, override)
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), key_names)
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:

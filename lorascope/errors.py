@@ -19,6 +19,7 @@ EXIT_CODES = {
     5: "model not found or not loadable",
     6: "training stopped for a reason to fix (NaN loss, out of memory, resume mismatch)",
     7: "warehouse error (in use by another process, newer schema, bad query)",
+    8: "run locked: another process is writing that run (the message names it)",
 }
 
 # Errors from the standard library whose message names the file or key at fault.

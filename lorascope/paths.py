@@ -71,12 +71,13 @@ class RunPaths:
 
     @property
     def report(self) -> Path:
+        """The report of the run's latest evaluation (each evaluation keeps its own too)."""
         return self.root / "report.md"
 
-    @property
-    def lm_eval(self) -> Path:
-        """lm-evaluation-harness's per-document results, lm_eval/<variant>/<task>.jsonl."""
-        return self.root / "lm_eval"
+    def evaluation(self, evaluation_id: str) -> Path:
+        """An evaluation's own files: its report.md and lm-evaluation-harness's per-document
+        results (lm_eval/<variant>/<task>.jsonl)."""
+        return self.root / "evaluations" / evaluation_id
 
     @property
     def mlx_lm_scratch_adapters(self) -> Path:

@@ -27,12 +27,24 @@ class Section:
 
 # (title, intro, report query name)
 RUN_SECTIONS = (
-    ("Tuning goal: base vs tuned",
-     "Mean score per metric and domain. `format_ok`: the answer follows the house format "
-     "(`Answer:` line, then `Explanation:`); `answer_correct`: the reference answer is in that "
-     "`Answer:` line; `answer_in_output`: anywhere in the output. Out-of-domain prompts test "
-     "whether the tuning transfers.",
+    ("Tuning goal and reference scores: base vs tuned",
+     "Mean score per metric and domain on the same prompts: the checks the config declares "
+     "as its goal (eval.goal, 1 = pass), reference metrics where prompts have a reference "
+     "answer (`exact_match`, `token_f1`, `rouge_l`) and answer length (`words`). "
+     "Out-of-domain prompts test whether the tuning transfers.",
      "goal_improvement"),
+    ("Pairwise judge: tuned vs base",
+     "A judge model (eval.judge) compared the two answers to each prompt in both orders; a "
+     "prompt is a win only when both orders agree, otherwise a tie (`inconsistent` counts "
+     "those: the judge's position bias). Win rate = (tuned wins + ties / 2) / judged prompts, "
+     "with a 95 % Wilson interval; `unparsed` replies are left out.",
+     "judge_win_rate"),
+    ("Loss on the held-out test split",
+     "Each test example's reference answer scored under both models (the tokens training's "
+     "loss counts, as `mlx_lm.lora --test` reports): loss per token, perplexity and the mean "
+     "log-likelihood of a reference answer; the CI is of the paired per-example change in "
+     "loss per token (negative: tuned finds the references more likely).",
+     "test_loss"),
     ("Instruction following (IFEval, IFBench)",
      "lm-evaluation-harness's IFEval checkers on the IFEval-style prompts and IFBench's own "
      "checkers on the IFBench-style ones (`family`): strict on the "
@@ -114,6 +126,7 @@ def query_section(
 ) -> Section:
     """A section from the report query `name`; the SQL shown has its parameters filled in."""
     sql = warehouse.report_query(name)
+    params = {key: value for key, value in params.items() if f"${key}" in sql}
     columns, rows = warehouse.query(warehouse_file, sql, params)
     shown = sql
     for key, value in params.items():
@@ -121,10 +134,12 @@ def query_section(
     return Section(title, intro, columns, rows, shown)
 
 
-def run_facts(context: RunContext) -> dict[str, Any]:
+def run_facts(context: RunContext, prompt_sets: str) -> dict[str, Any]:
     config = context.config
     return {
         "run id": context.run_id,
+        "evaluation": f"{context.evaluation_id} (eval settings hash {config.eval_hash()})",
+        "prompts": prompt_sets,
         "model": f"{config.model.source} ({context.model_path})",
         "fine-tuning": (
             f"none in this run: `lorascope eval` of {context.paths.adapters.resolve()}"
@@ -143,9 +158,35 @@ def run_facts(context: RunContext) -> dict[str, Any]:
     }
 
 
+def prompt_sets(context: RunContext) -> str:
+    """How the evaluation's prompts were drawn, e.g. `test 200 (of 1532, sampled with seed
+    0), ifeval 30`."""
+    _, rows = warehouse.query(
+        context.warehouse, "select source, count(*) from prompts where evaluation_id = ? "
+        "group by source order by min(prompt_id)", [context.evaluation_id])
+    settings = context.config.eval
+    parts = []
+    for source, count in rows:
+        part = f"{source} {count}"
+        if source == "test":
+            total = sum(1 for _ in (context.paths.data / "test.jsonl").open(encoding="utf-8"))
+            drawn = ("all" if settings.test_limit is None or total <= settings.test_limit
+                     else f"sampled with seed {context.config.seed}")
+            part += f" (of {total} test examples, {drawn})"
+        parts.append(part)
+    return ", ".join(parts) or "none"
+
+
 def write_run_report(context: RunContext) -> Path:
-    sections = [query_section(context.warehouse, title, intro, name, {"run_id": context.run_id})
+    """The evaluation's report, in its folder and as the run's latest report.md."""
+    params = {"run_id": context.run_id, "evaluation_id": context.evaluation_id}
+    sections = [query_section(context.warehouse, title, intro, name, params)
                 for title, intro, name in RUN_SECTIONS]
-    text = render_report(f"lorascope report: {context.run_id}", run_facts(context), sections)
+    text = render_report(f"lorascope report: {context.run_id}, evaluation "
+                         f"{context.evaluation_id}", run_facts(context, prompt_sets(context)),
+                         sections)
+    folder = context.paths.evaluation(context.evaluation_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text(text)
     context.paths.report.write_text(text)
-    return context.paths.report
+    return folder / "report.md"

@@ -1,7 +1,10 @@
-"""A run: its id, its context (what every step needs, resolved once), and its lifecycle.
+"""A run and its evaluations: ids, the context every step needs (resolved once), lifecycle.
 
-A run is reproducible and findable: its folder records the exact config, seed, data hash and
-code version, and the warehouse's `runs` row says whether it is running, completed or failed.
+A run trains adapters once; its id hashes everything that changes them (all but `eval`).
+Each set of evaluation settings is an evaluation of the run, named after their hash, so
+changing eval settings re-evaluates without retraining. A run is reproducible and findable:
+its folder records the exact config, seed, data hash and code version, and the warehouse's
+`runs` and `evaluations` rows say whether each is running, completed or failed.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lorascope import __version__, warehouse
-from lorascope.config import RunConfig, dump_config
-from lorascope.data.builtin import resolve_data_source, resolve_eval_prompts
+from lorascope.config import ConfigError, RunConfig, dump_config, load_config
+from lorascope.data.builtin import resolve_data_source
 from lorascope.data.prepare import data_error_rows, prepare_data
 from lorascope.data.records import DataError
 from lorascope.data.sources import dataset_hash
@@ -27,9 +30,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ADAPTER_FILES = ("adapter_config.json", "adapters.safetensors")
 
 
-def run_id_for(name: str, config_hash: str) -> str:
-    """Same config, same run: re-running a config resumes (or re-reports) its run."""
-    return f"{name}-{config_hash[:10]}"
+def run_id_for(config: RunConfig) -> str:
+    """Same training settings, same run: re-running a config resumes (or re-evaluates) it."""
+    return f"{config.name}-{config.training_hash()[:10]}"
+
+
+def evaluation_id_for(run_id: str, config: RunConfig) -> str:
+    return f"{run_id}-eval-{config.eval_hash()[:8]}"
 
 
 def utc_now() -> datetime:
@@ -60,9 +67,13 @@ class RunContext:
     config: RunConfig
     home: Path
     model_path: Path
-    eval_prompts_path: Path
     data_hash: str
     code_version: str
+
+    @property
+    def evaluation_id(self) -> str:
+        """The evaluation of this run that the config's eval settings define."""
+        return evaluation_id_for(self.run_id, self.config)
 
     @property
     def paths(self) -> RunPaths:
@@ -84,7 +95,7 @@ def start_run(config: RunConfig, home: Path, log: Callable[[str], None] = print)
     Unreadable data is recorded (a failed run with a `validations` row) before DataError
     propagates, so the warehouse says why the run stopped.
     """
-    run_id = run_id_for(config.name, config.config_hash())
+    run_id = run_id_for(config)
     paths = RunPaths.of(run_id, home)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(dump_config(config))
@@ -104,13 +115,13 @@ def start_run(config: RunConfig, home: Path, log: Callable[[str], None] = print)
         path = warehouse_path(home)
         warehouse.write_rows(path, "runs", [{**run_row, "status": "failed",
                                              "finished_at": utc_now(), "error": str(error)}])
-        warehouse.replace_rows(path, "validations", run_id,
-                               [{"run_id": run_id, **row} for row in data_error_rows(error)])
+        warehouse.replace_rows(path, "validations",
+                               [{"run_id": run_id, **row} for row in data_error_rows(error)],
+                               run_id=run_id)
         paths.validation_report.write_text(f"# Data could not be read\n\n`{error}`\n")
         raise
     context = RunContext(
         run_id=run_id, config=config, home=home, model_path=model_path,
-        eval_prompts_path=resolve_eval_prompts(config.data.eval_prompts, home),
         data_hash=dataset_hash(paths.data), code_version=run_row["code_version"],
     )
     paths.run_info.write_text(json.dumps({
@@ -119,8 +130,8 @@ def start_run(config: RunConfig, home: Path, log: Callable[[str], None] = print)
         "data_hash": context.data_hash, "code_version": context.code_version,
     }, indent=2))
     warehouse.write_rows(context.warehouse, "runs", [{**run_row, "data_hash": context.data_hash}])
-    warehouse.replace_rows(context.warehouse, "data_preparation", run_id,
-                           [{"run_id": run_id, **row} for row in summary])
+    warehouse.replace_rows(context.warehouse, "data_preparation",
+                           [{"run_id": run_id, **row} for row in summary], run_id=run_id)
     log(f"run {run_id}: model {model_path}, data {paths.data} ({context.data_hash})")
     return context
 
@@ -129,6 +140,44 @@ def finish_run(context: RunContext, status: str, error: str | None = None) -> No
     # INSERT OR REPLACE of some columns keeps the run's other columns.
     warehouse.write_rows(context.warehouse, "runs", [{
         "run_id": context.run_id, "status": status, "finished_at": utc_now(), "error": error,
+    }])
+
+
+def open_run(run_id: str, home: Path, overrides: list[str] | None = None) -> RunContext:
+    """The context of an existing run, for evaluating it again: its recorded config with
+    `overrides`, which may change eval settings only (anything else would be another run)."""
+    paths = RunPaths.of(run_id, home)
+    if not paths.run_info.is_file():
+        raise ConfigError(f"no run {run_id!r} under {paths.root.parent} (no {paths.run_info.name}"
+                          " there: a run that never finished preparing its data)")
+    config = load_config(paths.config, overrides)
+    if run_id_for(config) != run_id:
+        changed = sorted(
+            key for key, value in config.model_dump(mode="json", exclude={"eval"}).items()
+            if value != load_config(paths.config).model_dump(mode="json")[key])
+        raise ConfigError(f"re-evaluating {run_id}: only eval.* settings may change, not "
+                          f"{', '.join(changed)} (that is another run: `lorascope run`)")
+    info = json.loads(paths.run_info.read_text())
+    return RunContext(run_id=run_id, config=config, home=home, model_path=Path(info["model_path"]),
+                      data_hash=info["data_hash"], code_version=code_version())
+
+
+def start_evaluation(context: RunContext) -> None:
+    """Record the run's evaluation (its settings and the adapters it evaluates) as running."""
+    adapters = context.paths.adapters
+    warehouse.write_rows(context.warehouse, "evaluations", [{
+        "evaluation_id": context.evaluation_id, "run_id": context.run_id, "status": "running",
+        "started_at": utc_now(), "finished_at": None, "error": None,
+        "eval_config": context.config.eval.model_dump(mode="json"),
+        "eval_hash": context.config.eval_hash(), "adapter_path": str(adapters.resolve()),
+        "adapter_hash": adapter_hash(adapters), "code_version": context.code_version,
+    }])
+
+
+def finish_evaluation(context: RunContext, status: str, error: str | None = None) -> None:
+    warehouse.write_rows(context.warehouse, "evaluations", [{
+        "evaluation_id": context.evaluation_id, "status": status, "finished_at": utc_now(),
+        "error": error,
     }])
 
 
@@ -157,9 +206,9 @@ def start_adapter_run(
     content hash (evaluating the same adapter again resumes it); its adapters/ links to
     `adapter`, by default the adapters this config trained with `lorascope run`."""
     if adapter is None:
-        adapter = RunPaths.of(run_id_for(config.name, config.config_hash()), home).adapters
+        adapter = RunPaths.of(run_id_for(config), home).adapters
     adapter = check_adapter_folder(adapter)
-    config = config.model_copy(update={"name": f"{config.name}-eval-{adapter_hash(adapter)}"})
+    config = config.model_copy(update={"name": f"{config.name}-adapter-{adapter_hash(adapter)}"})
     context = start_run(config, home, log)
     link = context.paths.adapters
     if link.is_symlink() or link.exists():

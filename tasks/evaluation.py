@@ -11,10 +11,23 @@ from lorascope.evaluation.steps import (
     capability_variant,
     generate_variant,
     harness_variant,
+    judge_run,
     run_prompts,
     score_run,
+    test_loss_variant,
 )
-from lorascope.runs import RunContext
+from lorascope.runs import RunContext, finish_evaluation, start_evaluation
+
+
+@task(name="start-evaluation", cache_policy=NO_CACHE)
+def start_evaluation_task(context: RunContext) -> None:
+    start_evaluation(context)
+    get_run_logger().info("evaluation %s of run %s", context.evaluation_id, context.run_id)
+
+
+@task(name="finish-evaluation", cache_policy=NO_CACHE)
+def finish_evaluation_task(context: RunContext, status: str, error: str | None = None) -> None:
+    finish_evaluation(context, status, error)
 
 
 @task(name="eval-prompts", cache_policy=NO_CACHE)
@@ -34,6 +47,16 @@ def score_task(context: RunContext, prompts: list[EvalPrompt]) -> int:
     count = score_run(context, prompts)
     get_run_logger().info("%d scores written", count)
     return count
+
+
+@task(name="judge", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def judge_task(context: RunContext, prompts: list[EvalPrompt]) -> int:
+    return judge_run(context, prompts, log=get_run_logger().info)
+
+
+@task(name="test-loss", cache_policy=NO_CACHE, task_run_name="test-loss-{variant}")
+def test_loss_task(context: RunContext, variant: str) -> int:
+    return test_loss_variant(context, variant, log=get_run_logger().info)
 
 
 @task(name="capability", cache_policy=NO_CACHE, task_run_name="capability-{variant}")

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lorascope.config import RunConfig
 from lorascope.data.records import DataError
-from lorascope.runs import RunContext, finish_run, start_adapter_run, start_run
+from lorascope.runs import RunContext, finish_run, open_run, start_adapter_run, start_run
 
 
 def failure_of(state: Any) -> BaseException | None:
@@ -41,6 +41,11 @@ def start_task(config: RunConfig, home: Path) -> RunContext:
 @task(name="start-adapter-run", cache_policy=NO_CACHE)
 def start_adapter_task(config: RunConfig, adapter: Path | None, home: Path) -> RunContext:
     return start_adapter_run(config, adapter, home, log=get_run_logger().info)
+
+
+@task(name="open-run", cache_policy=NO_CACHE)
+def open_run_task(run_id: str, home: Path, overrides: list[str]) -> RunContext:
+    return open_run(run_id, home, overrides)
 
 
 @task(name="finish-run", cache_policy=NO_CACHE)

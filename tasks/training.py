@@ -35,6 +35,10 @@ def train_task(context: RunContext) -> TrainResult:
                 logger.info("step %d/%d valid loss %.4f", row["step"], total, row["loss"])
 
     result = train_run(context, on_metrics=show, log=logger.info)
-    logger.info("adapters in %s (resumed from step %d)", result.adapter_dir,
-                result.resumed_from_step)
+    if result.resumed_from_step == total:
+        logger.info("training already complete (step %d of %d): nothing trained, adapters in "
+                    "%s reused", total, total, result.adapter_dir)
+    else:
+        logger.info("adapters in %s (resumed from step %d)", result.adapter_dir,
+                    result.resumed_from_step)
     return result

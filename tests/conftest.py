@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -54,13 +60,13 @@ TINY_RUN = {
     "name": "tiny",
     "seed": 0,
     "model": {"source": "tiny-mistral"},
-    "data": {"source": "builtin:sciq-format", "eval_prompts": "builtin:sciq-format",
-             "max_seq_length": 256},
+    "data": {"source": "builtin:sciq-format", "max_seq_length": 256},
     "lora": {"rank": 4, "alpha": 8, "num_layers": -1},
     "train": {"iters": 6, "batch_size": 2, "steps_per_report": 2, "steps_per_eval": 4,
               "val_batches": 1, "save_every": 2, "warmup_steps": 1},
-    "eval": {"max_tokens": 6, "batch_size": 24, "capability_tasks": ["arc_easy"],
-             "capability_limit": 6},
+    "eval": {"prompts": ["builtin:sciq-format", "ifeval", "ifbench"], "max_tokens": 6,
+             "batch_size": 24, "capability_tasks": ["arc_easy"], "capability_limit": 6,
+             "test_limit": 24},
 }
 
 
@@ -83,3 +89,41 @@ def tiny_config(tmp_path: Path):
         return path
 
     return write
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def judge_url(tiny_mistral_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """An mlx_lm.server serving tiny-mistral on loopback; stopped when the module is done."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("judge_server") / "server.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_mistral_dir),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlx_lm.server did not start:\n{log.read_text()}")
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)

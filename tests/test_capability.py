@@ -106,7 +106,8 @@ def test_boolq_passages_are_distinct_and_taken_from_the_end():
 
 
 def preservation_row(delta, low, high):
-    return {"run_id": "r", "task": "arc_easy", "delta_acc": delta, "delta_acc_ci_low": low,
+    return {"evaluation_id": "e", "run_id": "r", "task": "arc_easy", "delta_acc": delta,
+            "delta_acc_ci_low": low,
             "delta_acc_ci_high": high, "delta_acc_norm": 0.0, "delta_acc_norm_ci_low": -0.1,
             "delta_acc_norm_ci_high": 0.1}
 
@@ -132,7 +133,7 @@ def gate_context(tmp_path, gate: str):
 
     config = parse_config({"eval": {"gate": gate, "gate_max_drop": 0.05}})
     return RunContext(run_id="r", config=config, home=tmp_path, model_path=tmp_path,
-                      eval_prompts_path=tmp_path, data_hash="", code_version="")
+                      data_hash="", code_version="")
 
 
 def write_drop(context):
@@ -140,8 +141,9 @@ def write_drop(context):
 
     # base right on all 20 items, tuned wrong on 10 of them: delta -0.5, CI well below 0.
     warehouse.write_rows(context.warehouse, "capability_items", [
-        {"run_id": "r", "variant": v, "task": "arc_easy", "item_id": str(i),
-         "correct": v == "base" or i % 2 == 0, "correct_norm": True}
+        {"evaluation_id": context.evaluation_id, "run_id": "r", "variant": v,
+         "task": "arc_easy", "item_id": str(i), "correct": v == "base" or i % 2 == 0,
+         "correct_norm": True}
         for v in ("base", "tuned") for i in range(20)
     ])
 

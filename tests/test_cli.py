@@ -130,8 +130,8 @@ def test_a_tripped_capability_gate_exits_3_after_writing_the_report(
         train={"learning_rate": 0.05, "iters": 8, "save_every": 4, "steps_per_eval": 8},
         lora={"rank": 16, "alpha": 64},
         eval={"gate": "fail", "gate_max_drop": 0.0, "gate_require_ci": False,
-              "capability_limit": 24, "attention_prompts": 0, "ifbench_prompts": False,
-              "ifeval_prompts": False, "perplexity_limit": 0},
+              "capability_limit": 24, "attention_prompts": 0,
+              "prompts": ["builtin:sciq-format"], "test_loss": False, "perplexity_limit": 0},
     )
     result = lorascope(home, "run", str(config), api_url=api_url)
     assert result.returncode == 3, result.stderr[-3000:]

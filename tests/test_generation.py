@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from lorascope.config import EvalConfig
+from lorascope.data.records import Record
 from lorascope.evaluation.generation import generate_answers, generate_batch
-from lorascope.evaluation.prompts import EvalPrompt, load_eval_prompts
+from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, sample
 from lorascope.models.chat import prompt_tokens
 
 QUESTIONS = ["What is the boiling point of water?", "Name a planet.", "Why is the sky blue?"]
@@ -104,7 +105,7 @@ def test_generate_answers_lands_chunks_and_skips_prompts_already_generated(tiny)
         EvalPrompt(f"q{i}", "in_domain", "", [{"role": "user", "content": q}])
         for i, q in enumerate(QUESTIONS)
     ]
-    settings = EvalConfig(max_tokens=4, batch_size=2, ifeval_prompts=False)
+    settings = EvalConfig(max_tokens=4, batch_size=2)
     landed: list[list[dict]] = []
     count = generate_answers(model, tokenizer, prompts, settings, seed=0, on_rows=landed.append,
                              skip_ids={"q1"})
@@ -122,30 +123,55 @@ def test_generate_answers_lands_chunks_and_skips_prompts_already_generated(tiny)
     assert row["finish_reason"] == "length" and row["output_tokens"] == 4
 
 
-def test_load_eval_prompts_adds_the_builtin_ifeval_prompts_when_asked(tmp_path):
+def prompt_sets(*sources: str, test: list | None = None, files: dict | None = None) -> list:
+    return load_prompt_sets(sources, lambda: test or [], lambda source: files[source])
+
+
+def test_prompt_sets_add_the_builtin_ifeval_prompts_to_a_file(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "Hi"}],
                                 "reference": "Hello"}) + "\n\n")
-    assert [p.prompt_id for p in load_eval_prompts(path)] == ["a"]
-    prompts = load_eval_prompts(path, include_ifeval=True)
+    assert [p.prompt_id for p in prompt_sets("mine", files={"mine": path})] == ["a"]
+    prompts = prompt_sets("mine", "ifeval", files={"mine": path})
     assert len(prompts) == 31
     assert all(p.instructions and p.domain == "out_of_domain" for p in prompts[1:])
+    assert [p.source for p in prompts[:2]] == ["mine", "ifeval"]
 
 
-def test_load_eval_prompts_names_the_line_of_an_unknown_instruction(tmp_path):
+def test_a_prompt_file_names_the_line_of_an_unknown_instruction(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text(json.dumps({"id": "a", "messages": []}) + "\n" + json.dumps(
         {"id": "b", "messages": [], "instructions": [{"id": "no:such", "kwargs": {}}]}) + "\n")
     with pytest.raises(ValueError, match=r"prompts.jsonl:2: unknown IFEval instruction"):
-        load_eval_prompts(path)
+        prompt_sets("mine", files={"mine": path})
 
 
-def test_load_eval_prompts_refuses_a_prompt_id_used_twice(tmp_path):
+def test_prompt_sets_refuse_a_prompt_id_used_twice(tmp_path):
     path = tmp_path / "prompts.jsonl"
     row = json.dumps({"id": "a", "messages": []})
     path.write_text(f"{row}\n{row}\n")
     with pytest.raises(ValueError, match="prompt id 'a' is used twice"):
-        load_eval_prompts(path)
+        prompt_sets("mine", files={"mine": path})
+
+
+def test_the_test_split_gives_one_prompt_per_answered_example_with_its_answer_as_reference():
+    chat = Record("t.jsonl", 1, [{"role": "system", "content": "Be brief."},
+                                 {"role": "user", "content": "2+2?"},
+                                 {"role": "assistant", "content": "4"}], label="math")
+    unanswered = Record("t.jsonl", 2, [{"role": "user", "content": "Hello?"}])
+    (prompt,) = prompt_sets("test", test=[chat, unanswered])
+    assert prompt.prompt_id == "test-00000" and prompt.source == "test"
+    assert prompt.messages == chat.messages[:2] and prompt.reference == "4"
+    assert (prompt.domain, prompt.category) == ("in_domain", "math")
+
+
+def test_a_large_test_split_is_sampled_with_the_seed_in_its_order():
+    items = list(range(1000))
+    drawn = sample(items, 50, seed=3)
+    assert len(drawn) == 50 and drawn == sorted(drawn)
+    assert drawn == sample(items, 50, seed=3) and drawn != sample(items, 50, seed=4)
+    assert sample(items[:10], 50, seed=3) == items[:10]
+    assert sample(items, None, seed=3) == items
 
 
 @pytest.mark.slow
@@ -180,7 +206,8 @@ def test_lorascope_eval_compares_base_with_an_adapter_trained_by_mlx_lm_lora(
     config.write_text(yaml.safe_dump({
         "name": "ext", "model": {"source": "tiny-mistral"},
         "data": {"max_seq_length": 256},
-        "eval": {"max_tokens": 4, "capability_tasks": ["boolq"], "capability_limit": 4,
+        "eval": {"prompts": ["test", "ifeval"], "test_limit": 20, "max_tokens": 4,
+                 "capability_tasks": ["boolq"], "capability_limit": 4,
                  "perplexity_limit": 2},
     }))
 
@@ -193,12 +220,12 @@ def test_lorascope_eval_compares_base_with_an_adapter_trained_by_mlx_lm_lora(
     path = warehouse_path(tmp_path / "home")
     ((run_id, status, adapter_path),) = warehouse.query(
         path, "select run_id, status, adapter_path from runs")[1]
-    assert run_id.startswith("ext-eval-") and status == "completed"
+    assert run_id.startswith("ext-adapter-") and status == "completed"
     assert Path(adapter_path).resolve() == adapters.resolve()
     counts = dict(warehouse.query(
         path, "select variant, count(*) from generations group by variant")[1])
-    assert counts["base"] == counts["tuned"] > 30  # the eval prompts plus 30 IFEval prompts
-    for table in ("instruction_results", "capability_items", "perplexity_items",
+    assert counts["base"] == counts["tuned"] == 20 + 30  # sampled test split, IFEval prompts
+    for table in ("instruction_results", "capability_items", "perplexity_items", "test_losses",
                   "capability_gate"):
         assert warehouse.query(path, f"select count(*) from {table}")[1][0][0] > 0, table
     assert (tmp_path / "home" / "runs" / run_id / "report.md").is_file()

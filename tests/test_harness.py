@@ -155,7 +155,7 @@ def evaluated_run(tmp_path_factory, tiny_mistral_dir):
                                     "harness_limit": 6}})
     context = RunContext(
         run_id="harness-run", config=config, home=home, model_path=tiny_mistral_dir,
-        eval_prompts_path=home, data_hash="", code_version="",
+        data_hash="", code_version="",
     )
     warehouse.connect(context.warehouse).close()  # as start_run leaves it
     write_random_adapter(tiny_mistral_dir, context.paths.adapters)
@@ -167,7 +167,8 @@ def test_the_tuned_variant_is_scored_with_its_adapter_applied(evaluated_run):
     context, _ = evaluated_run
 
     def log_likelihoods(variant: str) -> list[list[float]]:
-        lines = (context.paths.lm_eval / variant / "lorascope_arc_easy.jsonl").read_text()
+        lines = (context.paths.evaluation(context.evaluation_id) / "lm_eval" / variant
+                 / "lorascope_arc_easy.jsonl").read_text()
         return [[ll for ll, _ in json.loads(line)["responses"]] for line in lines.splitlines()]
 
     base, tuned = log_likelihoods("base"), log_likelihoods("tuned")
@@ -194,7 +195,8 @@ def test_results_land_in_the_warehouse_once_and_a_rerun_adds_no_rows(evaluated_r
 
 def test_harness_deltas_gives_tuned_minus_base_with_a_ci_from_both_stderrs(tmp_path):
     path = tmp_path / "warehouse.duckdb"
-    key = {"run_id": "r", "task": "t", "metric": "acc", "n": 100, "lm_eval_version": "0.4.13"}
+    key = {"evaluation_id": "e", "run_id": "r", "task": "t", "metric": "acc", "n": 100,
+           "lm_eval_version": "0.4.13"}
     warehouse.write_rows(path, "harness_results", [
         {**key, "variant": "base", "value": 0.50, "stderr": 0.03},
         {**key, "variant": "tuned", "value": 0.42, "stderr": 0.04},

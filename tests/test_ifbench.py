@@ -10,7 +10,7 @@ import pytest
 from lorascope.warehouse import query, write_rows
 
 from lorascope.evaluation import ifbench, ifeval
-from lorascope.evaluation.prompts import EvalPrompt, load_eval_prompts
+from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, read_eval_prompts
 from lorascope.evaluation.scoring import score_generation
 
 # (IFBench instruction id, kwargs, a response that follows it, a response that does not)
@@ -87,13 +87,13 @@ def test_checker_passes_the_following_response_and_fails_the_other(
 
 
 def test_the_cases_cover_every_instruction_of_the_builtin_prompts():
-    prompts = load_eval_prompts(ifbench.BUILTIN_PROMPTS)
+    prompts = read_eval_prompts(ifbench.BUILTIN_PROMPTS)
     used = {i["id"] for prompt in prompts for i in prompt.instructions}
     assert used == {ifbench.PREFIX + case[0] for case in CASES}
 
 
 def test_builtin_prompts_load_resolve_and_carry_ifbench_phrasing():
-    prompts = load_eval_prompts(ifbench.BUILTIN_PROMPTS)  # validates every instruction
+    prompts = read_eval_prompts(ifbench.BUILTIN_PROMPTS)  # validates every instruction
     assert [p.prompt_id for p in prompts] == [f"ifbench-{n:02d}" for n in range(1, 25)]
     assert {p.category.split(":")[1] for p in prompts} == {
         "count", "ratio", "words", "sentence", "format", "custom", "repeat"}
@@ -106,10 +106,10 @@ def test_builtin_prompts_load_resolve_and_carry_ifbench_phrasing():
             assert description in prompt.user_text
 
 
-def test_load_eval_prompts_adds_the_builtin_ifbench_prompts_when_asked(tmp_path):
+def test_prompt_sets_add_the_builtin_ifbench_prompts_when_named(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "Hi"}]}))
-    prompts = load_eval_prompts(path, include_ifeval=True, include_ifbench=True)
+    prompts = load_prompt_sets(["mine", "ifeval", "ifbench"], list, lambda _: path)
     assert len(prompts) == 1 + 30 + 24
     assert [p.prompt_id for p in prompts[-24:]] == [f"ifbench-{n:02d}" for n in range(1, 25)]
 
@@ -129,7 +129,7 @@ def test_a_checker_that_needs_missing_nltk_data_is_refused_with_file_and_line(
         r"prompts.jsonl:2: IFBench instruction 'ifbench:words:start_verb' cannot be scored "
         r"offline: its checker needs NLTK's 'taggers/averaged_perceptron_tagger_eng'"
     )):
-        load_eval_prompts(path)
+        read_eval_prompts(path)
 
 
 def test_nltk_data_refusal_lifts_once_that_data_is_installed(tmp_path, monkeypatch):
@@ -157,7 +157,7 @@ def test_unknown_or_badly_configured_instructions_are_refused_with_the_line(
     path = tmp_path / "prompts.jsonl"
     write_prompts(path, [item])
     with pytest.raises(ValueError, match=message):
-        load_eval_prompts(path)
+        read_eval_prompts(path)
 
 
 def test_loose_forgives_a_chatty_first_line_that_strict_counts():
@@ -205,7 +205,8 @@ def test_instruction_following_view_pools_each_family_on_its_own(tmp_path):
         ("b", 1, "ifbench:format:list"): (False, False),
     }
     write_rows(path, "instruction_results", [
-        {"run_id": "r", "variant": variant, "prompt_id": p, "instruction_index": i,
+        {"evaluation_id": "r", "run_id": "r", "variant": variant, "prompt_id": p,
+         "instruction_index": i,
          "instruction_id": name, "strict": ok[v], "loose": ok[v]}
         for (p, i, name), ok in verdicts.items()
         for v, variant in enumerate(("base", "tuned"))

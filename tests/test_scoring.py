@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from lorascope.config import GoalCheck
 from lorascope.evaluation.failures import DETECTORS, find_failures
 from lorascope.evaluation.prompts import EvalPrompt
-from lorascope.evaluation.scoring import goal_scores, reference_scores, score_generation
+from lorascope.evaluation.scoring import reference_scores, score_generation
 
 
 def prompt(text: str = "What gas do plants take in to make food?", **fields) -> EvalPrompt:
@@ -100,39 +101,87 @@ def test_one_generation_can_show_several_modes():
     assert modes == ["truncated", "template_leak", "user_turn_continuation"]
 
 
-def test_goal_scores_pass_the_house_format_with_the_right_answer():
-    assert goal_scores(SCIENCE, GOOD) == {
-        "format_ok": 1.0, "starts_with_answer": 1.0,
-        "answer_in_output": 1.0, "answer_correct": 1.0,
-    }
+# The demo's declared goal (configs/demo.yaml), as a user would declare theirs.
+FORMAT = r"^\s*Answer:\s*(?P<answer>[^\n]+)\n+\s*Explanation:\s*(?P<why>\S.*)"
+DEMO_GOAL = [
+    GoalCheck(name="format_ok", regex=FORMAT),
+    GoalCheck(name="starts_with_answer", regex=r"\s*Answer:"),
+    GoalCheck(name="answer_in_output", contains_reference=True),
+    GoalCheck(name="answer_correct", regex=FORMAT, reference_in_group="answer"),
+]
+GOAL_METRICS = ("format_ok", "starts_with_answer", "answer_in_output", "answer_correct")
 
 
-def test_goal_scores_separate_format_from_correctness():
-    assert goal_scores(SCIENCE, "Answer: oxygen\nExplanation: Plants breathe it.") == {
+def goal(prompt: EvalPrompt, output: str, checks=DEMO_GOAL) -> dict[str, float]:
+    scores = score_generation(prompt, output, "stop", checks).scores
+    return {name: value for name, value in scores.items()
+            if name in {check.name for check in checks}}
+
+
+def test_declared_format_goal_passes_with_the_right_answer():
+    assert goal(SCIENCE, GOOD) == dict.fromkeys(GOAL_METRICS, 1.0)
+
+
+def test_declared_goal_separates_format_from_correctness():
+    assert goal(SCIENCE, "Answer: oxygen\nExplanation: Plants breathe it.") == {
         "format_ok": 1.0, "starts_with_answer": 1.0,
         "answer_in_output": 0.0, "answer_correct": 0.0,
     }
-    assert goal_scores(SCIENCE, "It is CO2.")["answer_in_output"] == 1.0
-    assert goal_scores(SCIENCE, "It is CO2.")["format_ok"] == 0.0
+    assert goal(SCIENCE, "It is CO2.")["answer_in_output"] == 1.0
+    assert goal(SCIENCE, "It is CO2.")["format_ok"] == 0.0
 
 
-def test_reference_scores_give_exact_match_and_rouge_l_f1():
+def test_reference_checks_skip_prompts_without_a_reference():
+    assert goal(prompt(), GOOD) == {"format_ok": 1.0, "starts_with_answer": 1.0}
+
+
+@pytest.mark.parametrize(("check", "passing", "failing"), [
+    (GoalCheck(name="json", valid_json=True), '```json\n{"a": 1}\n```', "{a: 1}"),
+    (GoalCheck(name="schema", json_schema={"type": "object", "required": ["answer"]}),
+     '{"answer": "CO2"}', '{"reply": "CO2"}'),
+    (GoalCheck(name="lowercase", instructions=[{"id": "change_case:english_lowercase",
+                                                "kwargs": {}}]),
+     "plants take in carbon dioxide from the air to make their food.",
+     "Plants take in carbon dioxide from the air to make their food."),
+    (GoalCheck(name="short", instructions=[{"id": "length_constraints:number_words",
+                                            "kwargs": {"relation": "less than",
+                                                       "num_words": 4}}]),
+     "carbon dioxide.", "plants take in carbon dioxide to make food."),
+    (GoalCheck(name="f1", reference_metric="token_f1", min=0.5),
+     "carbon dioxide", "oxygen gas"),
+    (GoalCheck(name="whole", regex=r"[a-z ]+", match="full"), "carbon dioxide", "CO2!"),
+])
+def test_each_kind_of_goal_check_passes_and_fails(check, passing, failing):
+    assert goal(SCIENCE, passing, [check]) == {check.name: 1.0}
+    assert goal(SCIENCE, failing, [check]) == {check.name: 0.0}
+
+
+def test_reference_scores_give_exact_match_token_f1_and_rouge_l_f1():
     assert reference_scores("The Carbon dioxide.", ["carbon dioxide"]) == {
-        "exact_match": 1.0, "rouge_l": pytest.approx(0.8),  # LCS 2 of 3 and 2 words
+        "exact_match": 1.0, "token_f1": 1.0,  # SQuAD normalization drops "the" and the dot
+        "rouge_l": pytest.approx(0.8),  # LCS 2 of 3 and 2 words
     }
     scores = reference_scores("plants use carbon", ["carbon dioxide"])
     assert scores["exact_match"] == 0.0
+    assert scores["token_f1"] == pytest.approx(0.4)  # 1 common token: P 1/3, R 1/2
     assert scores["rouge_l"] == pytest.approx(0.4)  # LCS 1: P 1/3, R 1/2
 
 
-def test_score_generation_reports_a_house_format_violation_for_goal_prompts():
-    result = score_generation(SCIENCE, "Carbon dioxide, I think.", "stop")
+def test_a_failed_format_check_is_a_format_violation_named_after_it():
+    result = score_generation(SCIENCE, "Carbon dioxide, I think.", "stop", DEMO_GOAL)
     assert result.instructions == []
     assert result.scores["format_ok"] == 0.0
     assert result.scores["answer_in_output"] == 1.0
+    # A wrong answer is a score (answer_correct 0), not a format violation.
     assert [(f.mode, f.instruction_id) for f in result.failures] == [
-        ("format_violation", "house_format")
+        ("format_violation", "format_ok"), ("format_violation", "starts_with_answer")
     ]
+
+
+def test_no_declared_goal_means_no_goal_metric_and_no_format_violation():
+    result = score_generation(SCIENCE, "Carbon dioxide, I think.", "stop")
+    assert set(result.scores) == {"words", "exact_match", "token_f1", "rouge_l"}
+    assert result.failures == []
 
 
 def test_score_generation_checks_ifeval_instructions_and_names_the_broken_one():
@@ -164,16 +213,17 @@ def test_score_rows_fill_the_three_tables_and_load_idempotently(tmp_path):
     prompts = {"p": SCIENCE, "i": ifeval_prompt}
     generations = [("base", "p", "CO2", "stop"), ("tuned", "p", GOOD, "stop"),
                    ("base", "i", "Lava, hot rock.", "stop"), ("tuned", "i", "Hot rock.", "stop")]
-    tables = score_rows("r", prompts, generations)
+    tables = score_rows({"evaluation_id": "e", "run_id": "r"}, prompts, generations,
+                        DEMO_GOAL[:1])
 
     assert [(r["variant"], r["strict"]) for r in tables["instruction_results"]] == [
         ("base", False), ("tuned", True)]
     assert sorted((r["variant"], r["prompt_id"], r["instruction_id"])
                   for r in tables["generation_failures"]) == [
-        ("base", "i", "punctuation:no_comma"), ("base", "p", "house_format")]
+        ("base", "i", "punctuation:no_comma"), ("base", "p", "format_ok")]
     path = tmp_path / "warehouse.duckdb"
     for _ in range(2):
         for table, rows in tables.items():
-            warehouse.replace_rows(path, table, "r", rows)
+            warehouse.replace_rows(path, table, rows, evaluation_id="e")
     assert warehouse.query(path, "select count(*) from scores")[1] == [(len(tables["scores"]),)]
     assert warehouse.query(path, "select count(*) from generation_failures")[1] == [(2,)]

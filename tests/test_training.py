@@ -295,7 +295,7 @@ def test_dora_and_qlora_adapters_load_and_generate_with_mlx_lm(
     else:
         sections["model"] = {"quantize_bits": 4}
     config = parse_config(merged(**sections))
-    model, tokenizer = load_model(tiny_mistral_dir, config.model)
+    model, tokenizer = load_model(tiny_mistral_dir, config.model, home=tmp_path)
     train_adapters(model, tokenizer, conversations["train"], conversations["valid"], config,
                    tiny_mistral_dir, RunPaths(tmp_path), "test", "data-hash", log=lambda _: None)
     q_proj = model.layers[0].self_attn.q_proj

@@ -28,6 +28,12 @@ from lorascope.warehouse import (
 from lorascope import warehouse
 
 RUN = "demo-20250102-090000-abc123"
+
+
+def write_evaluation_rows(path: Path, table: str, rows: list[dict]) -> int:
+    """Rows of an evaluation table, in the run's evaluation of the same id (as rows written
+    before evaluations existed are migrated)."""
+    return write_rows(path, table, [{"evaluation_id": row["run_id"], **row} for row in rows])
 OLDER_RUN = "demo-20250101-090000-def456"
 
 # Four multiple-choice items scored by both variants, plus one only base answered.
@@ -84,7 +90,7 @@ def _small_dataset(path: Path) -> None:
             {"run_id": RUN, "step": 20, "split": "valid", "loss": 1.7, "learning_rate": None},
         ],
     )
-    write_rows(
+    write_evaluation_rows(
         path,
         "prompts",
         [
@@ -102,7 +108,7 @@ def _small_dataset(path: Path) -> None:
             for p, instructions in IFEVAL_PROMPTS.items()
         ],
     )
-    write_rows(
+    write_evaluation_rows(
         path,
         "generations",
         [
@@ -120,7 +126,7 @@ def _small_dataset(path: Path) -> None:
     )
     # follows_format: base passes p1, p2; tuned passes p1, p3 -> p2 is the one regression.
     passed = {"base": {"p1": 1, "p2": 1, "p3": 0}, "tuned": {"p1": 1, "p2": 0, "p3": 1}}
-    write_rows(
+    write_evaluation_rows(
         path,
         "scores",
         [
@@ -134,7 +140,7 @@ def _small_dataset(path: Path) -> None:
             for v, p, x in [("base", "p1", 1), ("tuned", "p1", 0), ("base", "p2", 7)]
         ],
     )
-    write_rows(
+    write_evaluation_rows(
         path,
         "instruction_results",
         [
@@ -143,7 +149,7 @@ def _small_dataset(path: Path) -> None:
             for v, p, i, strict, loose in INSTRUCTION_RESULTS
         ],
     )
-    write_rows(
+    write_evaluation_rows(
         path,
         "perplexity_items",
         [
@@ -155,13 +161,13 @@ def _small_dataset(path: Path) -> None:
             ]
         ],
     )
-    write_rows(
+    write_evaluation_rows(
         path,
         "capability_gate",
         [{"run_id": RUN, "task": "arc_easy", "metric": "acc", "delta": 0.25, "ci_low": -0.69,
           "ci_high": 1.19, "max_drop": 0.05, "require_ci": True, "failed": False}],
     )
-    write_rows(
+    write_evaluation_rows(
         path,
         "capability_items",
         [
@@ -190,7 +196,7 @@ def _small_dataset(path: Path) -> None:
             }
         ],
     )
-    write_rows(
+    write_evaluation_rows(
         path,
         "generation_failures",
         [
@@ -259,10 +265,9 @@ def test_connect_applies_a_migration_merged_after_a_higher_numbered_one(tmp_path
 
     path = tmp_path / "warehouse.duckdb"
     migrations = Path(warehouse.__file__).parent / "migrations"
-    first, *pending = MIGRATION_VERSIONS
-    last = pending[-1]
-    with duckdb.connect(str(path)) as con:  # a warehouse that has the first and last only
-        for version in (first, last):
+    merged_late = 5  # 0005 creates the experiments table, which no later migration touches
+    with duckdb.connect(str(path)) as con:  # a warehouse that has every migration but 0005
+        for version in [v for v in MIGRATION_VERSIONS if v != merged_late]:
             (sql_file,) = migrations.glob(f"{version:04d}_*.sql")
             con.execute(sql_file.read_text())
             con.execute("insert into schema_version values (?, now())", [version])
@@ -309,8 +314,8 @@ def test_write_rows_twice_with_the_same_rows_keeps_the_same_row_count(tmp_path):
         {"run_id": "r", "variant": "base", "prompt_id": f"p{i}", "metric": "m", "value": 1.0}
         for i in range(3)
     ]
-    assert write_rows(path, "scores", rows) == 3
-    assert write_rows(path, "scores", rows) == 3
+    assert write_evaluation_rows(path, "scores", rows) == 3
+    assert write_evaluation_rows(path, "scores", rows) == 3
 
     assert query(path, "select count(*) from scores")[1] == [(3,)]
 
@@ -354,7 +359,8 @@ def test_write_rows_rejects_an_unknown_column_naming_the_valid_ones(tmp_path):
 
 
 def test_write_rows_rejects_two_rows_with_one_primary_key(tmp_path):
-    row = {"run_id": "r", "variant": "base", "prompt_id": "p", "metric": "m", "value": 1.0}
+    row = {"evaluation_id": "e", "run_id": "r", "variant": "base", "prompt_id": "p",
+           "metric": "m", "value": 1.0}
     with pytest.raises(ValueError, match="rows 0 and 1 have the same primary key"):
         write_rows(tmp_path / "warehouse.duckdb", "scores", [row, {**row, "value": 0.0}])
 
@@ -367,7 +373,7 @@ def test_write_rows_reports_a_check_constraint_violation_with_the_table(tmp_path
 
 def test_replace_rows_replaces_only_the_matching_rows_of_one_run(tmp_path):
     path = tmp_path / "warehouse.duckdb"
-    write_rows(
+    write_evaluation_rows(
         path,
         "generations",
         [
@@ -377,8 +383,8 @@ def test_replace_rows_replaces_only_the_matching_rows_of_one_run(tmp_path):
         ],
     )
 
-    new = [{"run_id": "a", "variant": "tuned", "prompt_id": "q"}]
-    assert replace_rows(path, "generations", "a", new, variant="tuned") == 1
+    new = [{"evaluation_id": "a", "run_id": "a", "variant": "tuned", "prompt_id": "q"}]
+    assert replace_rows(path, "generations", new, evaluation_id="a", variant="tuned") == 1
     remaining = query(path, "select run_id, variant, prompt_id from generations order by all")[1]
     assert remaining == [("a", "base", "p"), ("a", "tuned", "q"), ("b", "base", "p"),
                          ("b", "tuned", "p")]
@@ -387,11 +393,13 @@ def test_replace_rows_replaces_only_the_matching_rows_of_one_run(tmp_path):
 def test_replace_rows_keeps_the_old_rows_when_the_new_ones_cannot_be_written(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     write_rows(path, "runs", [{"run_id": "r", "status": "running"}])
-    write_rows(path, "generations", [{"run_id": "r", "variant": "base", "prompt_id": "p"}])
-    broken = [{"run_id": "r", "variant": "base", "prompt_id": "q", "no_such_column": 1}]
+    write_evaluation_rows(path, "generations",
+                          [{"run_id": "r", "variant": "base", "prompt_id": "p"}])
+    broken = [{"evaluation_id": "r", "run_id": "r", "variant": "base", "prompt_id": "q",
+               "no_such_column": 1}]
 
     with pytest.raises(ValueError, match="no_such_column"):
-        replace_rows(path, "generations", "r", broken)
+        replace_rows(path, "generations", broken, evaluation_id="r")
 
     assert query(path, "select prompt_id from generations")[1] == [("p",)]
 
@@ -455,6 +463,7 @@ def test_regressions_lists_exactly_the_check_base_passed_and_tuned_failed(datase
     rows = _rows_as_dicts(dataset, "select * from regressions")
     assert rows == [
         {
+            "evaluation_id": RUN,
             "run_id": RUN,
             "domain": "in_domain",
             "category": "format",
@@ -501,7 +510,7 @@ def test_perplexity_preservation_gives_both_perplexities_and_the_paired_nll_chan
 def test_generation_throughput_gives_one_row_per_batch_with_its_rates(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     batch_rates = {0: (250.0, 90.0, 60.0, 2.1), 1: (150.0, 50.0, 30.0, 2.2)}
-    write_rows(path, "generations", [
+    write_evaluation_rows(path, "generations", [
         {"run_id": RUN, "variant": "base", "prompt_id": f"p{i}", "prompt_tokens": 10 + i,
          "output_tokens": 5, "finish_reason": "length", "latency_seconds": 1.0 + i,
          "batch_index": i // 2, "batch_size": 2,
@@ -510,8 +519,8 @@ def test_generation_throughput_gives_one_row_per_batch_with_its_rates(tmp_path):
                     batch_rates[i // 2], strict=True))}
         for i in range(4)
     ])
-    rows = _rows_as_dicts(path, "select * exclude (run_id) from generation_throughput "
-                                "order by batch_index")
+    rows = _rows_as_dicts(path, "select * exclude (evaluation_id, run_id) "
+                                "from generation_throughput order by batch_index")
     assert rows == [
         {"variant": "base", "batch_index": b, "prompts": 2, "prompt_tokens": 21 + 4 * b,
          "output_tokens": 10, "prompt_tokens_per_second": batch_rates[b][0],

@@ -163,13 +163,14 @@ def write_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> int:
         return _insert(con, path, table, rows)
 
 
-def replace_rows(
-    path: Path, table: str, run_id: str, rows: list[dict[str, Any]], **equals: Any
-) -> int:
-    """In one transaction, delete the rows of `table` for `run_id` whose columns equal
-    `equals`, then insert `rows`: a reader sees the old rows or the new ones, never neither
-    (a step that re-scores a run replaces its results this way). Returns rows written."""
-    conditions = {"run_id": run_id, **equals}
+def replace_rows(path: Path, table: str, rows: list[dict[str, Any]], **equals: Any) -> int:
+    """In one transaction, delete the rows of `table` whose columns equal `equals` (e.g.
+    `evaluation_id=...`), then insert `rows`: a reader sees the old rows or the new ones, never
+    neither (a step that re-scores an evaluation replaces its results this way). Returns the
+    number of rows written."""
+    if not equals:
+        raise ValueError(f"replace_rows({table!r}): name the rows to replace, e.g. run_id=...")
+    conditions = equals
     where = " and ".join(f"{_quoted(c)} = ?" for c in conditions)
     with connect(path) as con:
         _check_columns(con, table, list(conditions))

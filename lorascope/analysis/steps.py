@@ -41,7 +41,8 @@ def analyze_attention(
         return 0
 
     def maps_of(adapters: Path | None) -> tuple[list[list[np.ndarray]], list[list[int]]]:
-        model, tokenizer = load_model(context.model_path, context.config.model, adapters)
+        model, tokenizer = load_model(context.model_path, context.config.model, adapters,
+                                      home=context.home)
         tokens = [prompt_tokens(tokenizer, p.messages)[: settings.attention_max_tokens]
                   for p in chosen]
         # float16 halves what the base maps hold while the tuned model runs.
@@ -51,7 +52,8 @@ def analyze_attention(
     base_maps, tokens = maps_of(None)
     tuned_maps, _ = maps_of(context.paths.adapters)
     rows = [
-        {"run_id": context.run_id, "prompt_id": prompt.prompt_id, "tokens": len(ids), **row}
+        {"evaluation_id": context.evaluation_id, "run_id": context.run_id,
+         "prompt_id": prompt.prompt_id, "tokens": len(ids), **row}
         for prompt, ids, base, tuned in zip(chosen, tokens, base_maps, tuned_maps, strict=True)
         for row in layer_head_rows(base, tuned)
     ]

@@ -47,8 +47,9 @@ def validate_run_data(
     config = context.config
     tokenizer = tokenizer_for(context.model_path, config.model.chat_template)
     report, markdown = validate_folder(context.paths.data, config, tokenizer, progress)
-    warehouse.replace_rows(context.warehouse, "validations", context.run_id,
-                           [{"run_id": context.run_id, **row} for row in report.rows()])
+    warehouse.replace_rows(context.warehouse, "validations",
+                           [{"run_id": context.run_id, **row} for row in report.rows()],
+                           run_id=context.run_id)
     context.paths.validation_report.write_text(markdown)
     return report, markdown
 

@@ -248,3 +248,17 @@ def passage_nll(
         {"item_id": item_id, "tokens": len(cont), "nll": -logprob}
         for (item_id, _), (_, cont), logprob in zip(passages, requests, logprobs, strict=True)
     ]
+
+
+def reference_nll(
+    model: Any, examples: Sequence[tuple[list[int], int]], batch_size: int = 8,
+) -> list[dict[str, Any]]:
+    """Summed NLL of each example's tokens from its offset on (the reference answer, where
+    mask-prompt training's loss starts; from the second token when the offset is 0): one row
+    per (token ids, offset) example."""
+    requests = [(ids[: max(offset, 1)], ids[max(offset, 1):]) for ids, offset in examples]
+    logprobs: list[float] = []
+    for start in range(0, len(requests), batch_size):
+        logprobs += sequence_logprobs(model, requests[start : start + batch_size])
+    return [{"tokens": len(cont), "nll": -logprob}
+            for (_, cont), logprob in zip(requests, logprobs, strict=True)]

@@ -33,7 +33,8 @@ def gate_verdicts(rows: list[dict[str, Any]], settings: EvalConfig) -> list[dict
             supported = high is not None and high < 0
             failed = delta < -settings.gate_max_drop and (supported or not settings.gate_require_ci)
             verdicts.append({
-                "run_id": row["run_id"], "task": row["task"], "metric": metric, "delta": delta,
+                "evaluation_id": row["evaluation_id"], "run_id": row["run_id"],
+                "task": row["task"], "metric": metric, "delta": delta,
                 "ci_low": low, "ci_high": high, "max_drop": settings.gate_max_drop,
                 "require_ci": settings.gate_require_ci, "failed": failed,
             })
@@ -63,11 +64,12 @@ def record_gate(context: RunContext, log: Callable[[str], None] = print) -> str 
     if settings.gate == "off":
         return None
     columns, rows = warehouse.query(
-        context.warehouse, "select * from capability_preservation where run_id = ?",
-        [context.run_id],
+        context.warehouse, "select * from capability_preservation where evaluation_id = ?",
+        [context.evaluation_id],
     )
     verdicts = gate_verdicts([dict(zip(columns, r, strict=True)) for r in rows], settings)
-    warehouse.replace_rows(context.warehouse, "capability_gate", context.run_id, verdicts)
+    warehouse.replace_rows(context.warehouse, "capability_gate", verdicts,
+                           evaluation_id=context.evaluation_id)
     failed = [v for v in verdicts if v["failed"]]
     if not failed:
         log(f"capability gate passed ({len(verdicts)} task metrics checked)")

@@ -1,12 +1,21 @@
-"""Evaluation prompts: a JSONL file of `{id, domain, category, messages, reference, aliases,
-instructions}` rows, plus the built-in IFEval- and IFBench-style prompts when asked for."""
+"""Evaluation prompts, from the prompt sets a config names (eval.prompts): the run's own
+held-out test split (its answers the references), the built-in IFEval- and IFBench-style
+prompts, a built-in dataset's eval prompts, or a JSONL file of `{id, domain, category,
+messages, reference, aliases, instructions}` rows."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from lorascope.data.records import Record
+
+TEST_SPLIT = "test"
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,7 @@ class EvalPrompt:
     # Instructions to verify: [{"id": "punctuation:no_comma", "kwargs": {}}, ...], IFEval ids
     # as lm-eval spells them, IFBench ids prefixed "ifbench:" (lorascope.evaluation.ifbench)
     instructions: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""  # the prompt set (eval.prompts entry) it came from
 
     @property
     def user_text(self) -> str:
@@ -56,22 +66,66 @@ def read_eval_prompts(path: Path) -> list[EvalPrompt]:
     return prompts
 
 
-def load_eval_prompts(
-    path: Path, include_ifeval: bool = False, include_ifbench: bool = False
+def sample(items: Sequence[Item], limit: int | None, seed: int) -> list[Item]:
+    """At most `limit` items drawn with `seed`, in their original order (all if fewer)."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in chosen]
+
+
+def test_split_prompts(records: Sequence[Record]) -> list[EvalPrompt]:
+    """One prompt per test example that ends in an assistant answer: the conversation up to
+    that answer, the answer as the reference. Ids follow the split's order."""
+    prompts = []
+    for index, record in enumerate(records):
+        if len(record.messages) < 2 or record.messages[-1].get("role") != "assistant":
+            continue  # raw text, or nothing to answer: scored by the test loss only
+        *context, last = record.messages
+        prompts.append(EvalPrompt(
+            prompt_id=f"test-{index:05d}", domain="in_domain", category=record.label or "test",
+            messages=context, reference=str(last.get("content") or ""), source=TEST_SPLIT,
+        ))
+    return prompts
+
+
+def builtin_prompt_set(name: str) -> list[EvalPrompt]:
+    """A built-in prompt set by name (config.PROMPT_SETS)."""
+    if name == "ifeval":
+        from lorascope.evaluation.ifeval import BUILTIN_PROMPTS, builtin_prompt_rows
+
+        return [eval_prompt(row, str(BUILTIN_PROMPTS)) for row in builtin_prompt_rows()]
+    if name == "mtbench":
+        from lorascope.evaluation.mtbench import mtbench_prompt_rows
+
+        return [eval_prompt(row, "MT-Bench question.jsonl") for row in mtbench_prompt_rows()]
+    from lorascope.evaluation.ifbench import BUILTIN_PROMPTS
+
+    return read_eval_prompts(BUILTIN_PROMPTS)
+
+
+def load_prompt_sets(
+    sources: Sequence[str], test_records: Callable[[], Sequence[Record]],
+    resolve_file: Callable[[str], Path],
 ) -> list[EvalPrompt]:
-    """The prompts of a JSONL file, plus the built-in IFEval- / IFBench-style ones if asked."""
-    prompts = read_eval_prompts(path)
-    if include_ifeval:
-        from lorascope.evaluation.ifeval import BUILTIN_PROMPTS as IFEVAL_PROMPTS
-        from lorascope.evaluation.ifeval import builtin_prompt_rows
+    """The prompts of every named set, each tagged with its set; ids must be unique.
 
-        prompts += [eval_prompt(row, str(IFEVAL_PROMPTS)) for row in builtin_prompt_rows()]
-    if include_ifbench:
-        from lorascope.evaluation.ifbench import BUILTIN_PROMPTS as IFBENCH_PROMPTS
+    `test_records` gives the (sampled) test split, `resolve_file` the JSONL of a
+    'builtin:NAME' or file entry."""
+    from lorascope.config import PROMPT_SETS
 
-        prompts += read_eval_prompts(IFBENCH_PROMPTS)
+    prompts: list[EvalPrompt] = []
+    for source in sources:
+        if source == TEST_SPLIT:
+            found = test_split_prompts(test_records())
+        elif source in PROMPT_SETS:
+            found = builtin_prompt_set(source)
+        else:
+            found = read_eval_prompts(resolve_file(source))
+        prompts += [replace(prompt, source=source) for prompt in found]
     ids = [p.prompt_id for p in prompts]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"{path}: prompt id {duplicate!r} is used twice")
+        where = [p.source for p in prompts if p.prompt_id == duplicate]
+        raise ValueError(f"eval.prompts: prompt id {duplicate!r} is used twice ({where})")
     return prompts

@@ -3,9 +3,10 @@
 - IFEval prompts (with `instructions`): lm-eval's strict and loose checks, per instruction and
   per prompt (lorascope.evaluation.ifeval); `ifbench:` instructions go to IFBench's own checkers
   (lorascope.evaluation.ifbench), with prompt-level metrics of their own.
-- Prompts with a reference: exact match and ROUGE-L F1 (rouge-score, lm-eval's scorer).
-- The demo's tuning goal on the other prompts: the house "Answer:/Explanation:" format and the
-  right answer in it.
+- Prompts with a reference: exact match, token F1 (SQuAD's) and ROUGE-L F1 (rouge-score,
+  lm-eval's scorer).
+- The tuning goal the config declares (eval.goal: regex/format, JSON, JSON Schema, IFEval ids,
+  reference thresholds) on the prompts without instructions of their own.
 
 Answer matching normalizes the way SQuAD / TriviaQA evaluation does (lowercase, drop
 punctuation and articles, collapse spaces), which is also lm-evaluation-harness's habit.
@@ -14,22 +15,20 @@ punctuation and articles, collapse spaces), which is also lm-evaluation-harness'
 from __future__ import annotations
 
 import functools
+import json
 import re
 import string
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
+from lorascope.config import GoalCheck
 from lorascope.evaluation import ifbench, ifeval
 from lorascope.evaluation.failures import Failure, find_failures
 from lorascope.evaluation.ifeval import InstructionResult
 from lorascope.evaluation.prompts import EvalPrompt
-
-HOUSE_FORMAT = re.compile(
-    r"^\s*Answer:\s*(?P<answer>[^\n]+)\n+\s*Explanation:\s*(?P<why>\S.*)", re.S
-)
-HOUSE_FORMAT_ID = "house_format"  # the demo's format, reported beside IFEval's instruction ids
 
 
 @dataclass(frozen=True)
@@ -53,20 +52,41 @@ def contains_answer(text: str, references: Iterable[str]) -> bool:
     )
 
 
-def goal_scores(prompt: EvalPrompt, output: str) -> dict[str, float]:
-    """The demo's tuning goal: the house answer format, and the right answer in it."""
-    match = HOUSE_FORMAT.match(output)
+def json_answer(output: str) -> Any:
+    """The answer's JSON value (inside a ```json fence, if any); raises ValueError if none."""
+    fenced = re.search(r"```(?:json)?\s*\n(.*?)```", output, re.S)
+    return json.loads(fenced[1] if fenced else output)
+
+
+def goal_check(check: GoalCheck, prompt: EvalPrompt, output: str,
+               reference_metrics: dict[str, float]) -> bool:
+    """Whether `output` passes one declared goal check (config eval.goal)."""
     references = [prompt.reference, *prompt.aliases] if prompt.reference else []
-    scores = {
-        "format_ok": float(match is not None),
-        "starts_with_answer": float(output.lstrip().startswith("Answer:")),
-    }
-    if references:
-        scores["answer_in_output"] = float(contains_answer(output, references))
-        scores["answer_correct"] = float(
-            match is not None and contains_answer(match["answer"], references)
-        )
-    return scores
+    if check.regex is not None:
+        pattern = re.compile(check.regex, re.S)
+        found = {"start": pattern.match, "search": pattern.search,
+                 "full": pattern.fullmatch}[check.match](output)
+        if found is None or check.reference_in_group is None:
+            return found is not None
+        return contains_answer(found[check.reference_in_group] or "", references)
+    if check.contains_reference:
+        return contains_answer(output, references)
+    if check.valid_json or check.json_schema is not None:
+        try:
+            value = json_answer(output)
+        except ValueError:
+            return False
+        if check.json_schema is None:
+            return True
+        import jsonschema
+
+        return jsonschema.validators.validator_for(check.json_schema)(
+            check.json_schema).is_valid(value)
+    if check.instructions:
+        results, _ = instruction_scores(
+            replace(prompt, instructions=check.instructions), output)
+        return all(result.strict for result in results)
+    return reference_metrics.get(check.reference_metric, 0.0) >= check.min
 
 
 @functools.cache
@@ -76,12 +96,24 @@ def _rouge() -> Any:
     return rouge_scorer.RougeScorer(["rougeL"])
 
 
+def token_f1(output: str, reference: str) -> float:
+    """SQuAD's token F1 between normalized answer and reference."""
+    predicted, gold = normalize_answer(output).split(), normalize_answer(reference).split()
+    common = sum((Counter(predicted) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
 def reference_scores(output: str, references: Iterable[str]) -> dict[str, float]:
-    """Best exact match and ROUGE-L F1 over the references (lm-eval takes the max too)."""
+    """Best exact match, token F1 and ROUGE-L F1 over the references (lm-eval and SQuAD take
+    the max too)."""
     references = [r for r in references if r]
     return {
         "exact_match": float(any(normalize_answer(output) == normalize_answer(r)
                                  for r in references)),
+        "token_f1": max(token_f1(output, r) for r in references),
         "rouge_l": max(_rouge().score(r, output)["rougeL"].fmeasure for r in references),
     }
 
@@ -106,21 +138,29 @@ def instruction_scores(
     return [results[i] for i in range(len(prompt.instructions))], scores
 
 
-def score_generation(prompt: EvalPrompt, output: str, finish_reason: str) -> GenerationScore:
-    """All scores, instruction results and failure modes of one generation."""
+def score_generation(
+    prompt: EvalPrompt, output: str, finish_reason: str, goal: Sequence[GoalCheck] = (),
+) -> GenerationScore:
+    """All scores, instruction results and failure modes of one generation: the prompt's own
+    instructions, reference metrics, and the declared goal's checks (on prompts without
+    instructions of their own; checks against the reference only where there is one). A
+    failed instruction or format check is a format violation named after it."""
     scores = {"words": float(len(output.split()))}
     instructions: list[InstructionResult] = []
     broken: list[str] = []
+    if prompt.reference:
+        scores |= reference_scores(output, [prompt.reference, *prompt.aliases])
     if prompt.instructions:
         instructions, family_scores = instruction_scores(prompt, output)
         scores |= family_scores
         broken = [r.instruction_id for r in instructions if not r.strict]
     else:
-        goal = goal_scores(prompt, output)
-        scores |= goal
-        if not goal["format_ok"]:
-            broken = [HOUSE_FORMAT_ID]
-    if prompt.reference:
-        scores |= reference_scores(output, [prompt.reference, *prompt.aliases])
+        for check in goal:
+            if check.needs_reference and not prompt.reference:
+                continue  # nothing to compare with: not scored on this check
+            passed = goal_check(check, prompt, output, scores)
+            scores[check.name] = float(passed)
+            if not passed and not check.needs_reference:
+                broken.append(check.name)  # a wrong answer is a score, not a format failure
     failures = find_failures(prompt, output, finish_reason, broken)
     return GenerationScore(scores, instructions, failures)

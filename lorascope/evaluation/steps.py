@@ -1,20 +1,32 @@
 """The evaluation steps of a run, base and tuned alike: generate answers to the eval prompts,
-score them, measure capability preservation and run lm-eval tasks, each landing its rows in
-the warehouse. Work already stored for the run is skipped, so a resumed run picks up here."""
+score them, the reference answers' loss on the test split, capability preservation and
+lm-eval tasks, each landing its rows in the warehouse under the evaluation's id. Work already
+stored for the evaluation is skipped, so a resumed evaluation picks up where it stopped."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lorascope import warehouse
-from lorascope.evaluation.capability import PERPLEXITY_CORPORA, load_task, passage_nll, score_items
+from lorascope.config import GoalCheck
+from lorascope.data.builtin import resolve_eval_prompts
+from lorascope.data.records import Record
+from lorascope.data.sources import load_splits
+from lorascope.evaluation.capability import (
+    PERPLEXITY_CORPORA,
+    load_task,
+    passage_nll,
+    reference_nll,
+    score_items,
+)
 from lorascope.evaluation.generation import generate_answers
-from lorascope.evaluation.prompts import EvalPrompt, load_eval_prompts
+from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, sample
 from lorascope.evaluation.scoring import score_generation
 from lorascope.models.loader import load_model
 from lorascope.runs import RunContext, utc_now
+from lorascope.training.trainer import tokenize_examples
 
 VARIANTS = ("base", "tuned")
 
@@ -22,29 +34,47 @@ VARIANTS = ("base", "tuned")
 def load_variant(context: RunContext, variant: str) -> tuple[Any, Any]:
     """The base model, or the base with the run's adapters."""
     adapters = context.paths.adapters if variant == "tuned" else None
-    return load_model(context.model_path, context.config.model, adapter_path=adapters)
+    return load_model(context.model_path, context.config.model, adapter_path=adapters,
+                      home=context.home)
+
+
+def evaluation_key(context: RunContext) -> dict[str, str]:
+    """The columns that tie a row to the evaluation (and its run)."""
+    return {"evaluation_id": context.evaluation_id, "run_id": context.run_id}
+
+
+def test_examples(context: RunContext) -> list[Record]:
+    """The run's held-out test split, sampled to eval.test_limit with the run's seed."""
+    splits = load_splits(context.paths.data)
+    if "test" not in splits:
+        raise ValueError(
+            f"{context.paths.data}: no test split to evaluate on (eval.prompts names 'test', or "
+            "eval.test_loss is on): give the data a test split or set data.test_fraction > 0, "
+            "or name other prompt sets in eval.prompts and set eval.test_loss: false")
+    return sample(splits["test"], context.config.eval.test_limit, context.config.seed)
 
 
 def run_prompts(context: RunContext) -> list[EvalPrompt]:
-    """The run's eval prompts (file plus opted-in built-ins), recorded in `prompts`."""
-    settings = context.config.eval
-    prompts = load_eval_prompts(context.eval_prompts_path, settings.ifeval_prompts,
-                                settings.ifbench_prompts)
+    """The evaluation's prompts (the sets eval.prompts names), recorded in `prompts`."""
+    prompts = load_prompt_sets(context.config.eval.prompts, lambda: test_examples(context),
+                               lambda source: resolve_eval_prompts(source, context.home))
     warehouse.write_rows(context.warehouse, "prompts", [
-        {"run_id": context.run_id, "prompt_id": p.prompt_id, "domain": p.domain,
-         "category": p.category, "messages": p.messages, "reference": p.reference,
-         "instructions": p.instructions or None}
+        {**evaluation_key(context), "prompt_id": p.prompt_id, "source": p.source,
+         "domain": p.domain, "category": p.category, "messages": p.messages,
+         "reference": p.reference, "instructions": p.instructions or None}
         for p in prompts
     ])
     return prompts
 
 
 def stored_values(context: RunContext, table: str, column: str, **equals: Any) -> set:
-    """Distinct `column` values of the run's rows in `table` whose columns equal `equals`."""
+    """Distinct `column` values of the evaluation's rows in `table` whose columns equal
+    `equals`."""
     where = "".join(f" and {name} = ?" for name in equals)
     _, rows = warehouse.query(
-        context.warehouse, f"select distinct {column} from {table} where run_id = ?{where}",
-        [context.run_id, *equals.values()],
+        context.warehouse,
+        f"select distinct {column} from {table} where evaluation_id = ?{where}",
+        [context.evaluation_id, *equals.values()],
     )
     return {value for (value,) in rows}
 
@@ -62,7 +92,7 @@ def generate_variant(
 
     def land(batch: list[dict[str, Any]]) -> None:
         warehouse.write_rows(context.warehouse, "generations", [
-            {"run_id": context.run_id, "variant": variant, "created_at": utc_now(), **row}
+            {**evaluation_key(context), "variant": variant, "created_at": utc_now(), **row}
             for row in batch
         ])
         first = batch[0]
@@ -76,40 +106,65 @@ def generate_variant(
 
 
 def score_rows(
-    run_id: str, prompts: dict[str, EvalPrompt], generations: list[tuple[str, str, str, str]],
+    key: dict[str, str], prompts: dict[str, EvalPrompt],
+    generations: list[tuple[str, str, str, str]], goal: Sequence[GoalCheck] = (),
 ) -> dict[str, list[dict[str, Any]]]:
     """Warehouse rows (scores, instruction_results, generation_failures) for generations given
-    as (variant, prompt_id, output_text, finish_reason)."""
+    as (variant, prompt_id, output_text, finish_reason); `key` ties them to the evaluation."""
     tables: dict[str, list[dict[str, Any]]] = {
         "scores": [], "instruction_results": [], "generation_failures": [],
     }
     for variant, prompt_id, output, finish_reason in generations:
-        result = score_generation(prompts[prompt_id], output, finish_reason)
-        key = {"run_id": run_id, "variant": variant, "prompt_id": prompt_id}
-        tables["scores"] += [{**key, "metric": m, "value": v} for m, v in result.scores.items()]
+        result = score_generation(prompts[prompt_id], output, finish_reason, goal)
+        row = {**key, "variant": variant, "prompt_id": prompt_id}
+        tables["scores"] += [{**row, "metric": m, "value": v} for m, v in result.scores.items()]
         tables["instruction_results"] += [
-            {**key, "instruction_index": i, "instruction_id": r.instruction_id,
+            {**row, "instruction_index": i, "instruction_id": r.instruction_id,
              "strict": r.strict, "loose": r.loose}
             for i, r in enumerate(result.instructions)
         ]
         tables["generation_failures"] += [
-            {**key, "mode": f.mode, "instruction_id": f.instruction_id, "evidence": f.evidence}
+            {**row, "mode": f.mode, "instruction_id": f.instruction_id, "evidence": f.evidence}
             for f in result.failures
         ]
     return tables
 
 
 def score_run(context: RunContext, prompts: list[EvalPrompt]) -> int:
-    """Score every generation of the run, replacing earlier scores (re-scoring is idempotent)."""
+    """Score every generation of the evaluation, replacing earlier scores (re-scoring is
+    idempotent)."""
     _, generations = warehouse.query(
         context.warehouse,
-        "select variant, prompt_id, output_text, finish_reason from generations where run_id = ?",
-        [context.run_id],
+        "select variant, prompt_id, output_text, finish_reason from generations "
+        "where evaluation_id = ?", [context.evaluation_id],
     )
-    tables = score_rows(context.run_id, {p.prompt_id: p for p in prompts}, generations)
+    tables = score_rows(evaluation_key(context), {p.prompt_id: p for p in prompts},
+                        generations, context.config.eval.goal)
     for table, rows in tables.items():
-        warehouse.replace_rows(context.warehouse, table, context.run_id, rows)
+        warehouse.replace_rows(context.warehouse, table, rows,
+                               evaluation_id=context.evaluation_id)
     return len(tables["scores"])
+
+
+def test_loss_variant(context: RunContext, variant: str, log: Callable[[str], None] = print) -> int:
+    """Per test example, the NLL of its reference answer (the tokens training's loss counts)
+    under one variant, into `test_losses`; examples already stored are skipped."""
+    examples = test_examples(context)
+    done = stored_values(context, "test_losses", "example_id", variant=variant)
+    todo = [(f"test-{i:05d}", record) for i, record in enumerate(examples)
+            if f"test-{i:05d}" not in done]
+    if not todo:
+        log(f"{variant} test loss: all {len(examples)} examples already in the warehouse")
+        return 0
+    model, tokenizer = load_variant(context, variant)
+    tokenized = tokenize_examples([record for _, record in todo], tokenizer, mask_prompt=True)
+    rows = [{**evaluation_key(context), "variant": variant, "example_id": example_id, **row}
+            for (example_id, _), row in zip(todo, reference_nll(model, tokenized), strict=True)]
+    warehouse.write_rows(context.warehouse, "test_losses", rows)
+    tokens = sum(r["tokens"] for r in rows)
+    log(f"{variant} test loss: {sum(r['nll'] for r in rows) / max(tokens, 1):.4f} per token "
+        f"over {len(rows)} examples ({tokens} tokens)")
+    return len(rows)
 
 
 def capability_variant(
@@ -117,7 +172,7 @@ def capability_variant(
 ) -> None:
     """Multiple-choice accuracy and held-out perplexity of one variant, into the warehouse."""
     settings = context.config.eval
-    key = {"run_id": context.run_id, "variant": variant}
+    key = {**evaluation_key(context), "variant": variant}
     loaded: tuple[Any, Any] | None = None
     for name in settings.capability_tasks:
         done = stored_values(context, "capability_items", "item_id", variant=variant, task=name)
@@ -161,17 +216,39 @@ def harness_variant(context: RunContext, variant: str, log: Callable[[str], None
     model, tokenizer = load_variant(context, variant)
     result = run_tasks(model, tokenizer, tasks, settings.harness_limit,
                        settings.harness_include_path, settings.batch_size)
-    folder = context.paths.lm_eval / variant
+    folder = context.paths.evaluation(context.evaluation_id) / "lm_eval" / variant
     folder.mkdir(parents=True, exist_ok=True)
-    for name in {sample["task"] for sample in result.samples}:
+    for name in {document["task"] for document in result.samples}:
         (folder / f"{name}.jsonl").write_text("".join(
-            json.dumps(sample) + "\n" for sample in result.samples if sample["task"] == name
+            json.dumps(document) + "\n" for document in result.samples
+            if document["task"] == name
         ))
     warehouse.write_rows(context.warehouse, "harness_results",
-                         [{"run_id": context.run_id, "variant": variant, **row}
+                         [{**evaluation_key(context), "variant": variant, **row}
                           for row in result.rows])
     for row in result.rows:
         stderr = "" if row["stderr"] is None else f" ± {row['stderr']:.3f}"
         log(f"{variant} lm-eval {row['task']} {row['metric']}: {row['value']:.3f}{stderr} "
             f"(n {row['n']})")
     return len(result.rows)
+
+
+def judge_run(context: RunContext, prompts: list[EvalPrompt],
+              log: Callable[[str], None] = print) -> int:
+    """Base vs tuned answers judged pairwise (eval.judge) into `judgments`; prompts already
+    judged by the same judge are skipped, so an interrupted judging resumes."""
+    from lorascope.evaluation.judge import JudgeEndpoint, judge_pairs, make_pairs
+
+    settings = context.config.eval.judge
+    assert settings is not None
+    chosen = [p for p in prompts
+              if settings.prompt_sets is None or p.source in settings.prompt_sets]
+    _, rows = warehouse.query(
+        context.warehouse, "select variant, prompt_id, output_text from generations "
+        "where evaluation_id = ?", [context.evaluation_id])
+    outputs: dict[str, dict[str, str]] = {"base": {}, "tuned": {}}
+    for variant, prompt_id, output in rows:
+        outputs[variant][prompt_id] = output
+    endpoint = JudgeEndpoint(**settings.model_dump(exclude={"prompt_sets"}))
+    return judge_pairs(context.warehouse, context.evaluation_id, context.run_id,
+                       make_pairs(chosen, outputs["base"], outputs["tuned"]), endpoint, log)

@@ -1,6 +1,7 @@
--- Did tuning cost general capability? Accuracy change per task with its 95 % CI, latest run
+-- Did tuning cost general capability? Accuracy change per task with its 95 % CI, latest evaluation
 -- first.
 select
+    capability_preservation.evaluation_id,
     capability_preservation.run_id,
     task,
     n,
@@ -13,5 +14,5 @@ select
     round(delta_acc_norm_ci_low, 3) as norm_ci_low,
     round(delta_acc_norm_ci_high, 3) as norm_ci_high
 from capability_preservation
-left join runs on capability_preservation.run_id = runs.run_id
-order by runs.started_at desc nulls last, capability_preservation.run_id, task
+left join evaluations on capability_preservation.evaluation_id = evaluations.evaluation_id
+order by evaluations.started_at desc nulls last, capability_preservation.evaluation_id, task

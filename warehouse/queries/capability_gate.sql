@@ -1,6 +1,7 @@
--- The capability regression gate's verdict per task and metric, failures first, latest run
+-- The capability regression gate's verdict per task and metric, failures first, latest evaluation
 -- first.
 select
+    capability_gate.evaluation_id,
     capability_gate.run_id,
     task,
     metric,
@@ -11,5 +12,5 @@ select
     require_ci,
     failed
 from capability_gate
-left join runs on capability_gate.run_id = runs.run_id
-order by runs.started_at desc nulls last, capability_gate.run_id, failed desc, task, metric
+left join evaluations on capability_gate.evaluation_id = evaluations.evaluation_id
+order by evaluations.started_at desc nulls last, capability_gate.evaluation_id, failed desc, task, metric

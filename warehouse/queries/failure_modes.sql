@@ -1,5 +1,5 @@
 -- How often each failure mode shows up in base and tuned outputs, per prompt category (and,
--- for format violations, per broken instruction): latest run first, then the modes tuning
+-- for format violations, per broken instruction): latest evaluation first, then the modes tuning
 -- added most.
 with
 
@@ -7,11 +7,12 @@ failure_modes as (
     select * from failure_modes
 ),
 
-runs as (
-    select run_id, started_at from runs
+evaluations as (
+    select evaluation_id, started_at from evaluations
 )
 
 select
+    failure_modes.evaluation_id,
     failure_modes.run_id,
     failure_modes.mode,
     failure_modes.instruction_id,
@@ -22,10 +23,10 @@ select
     round(failure_modes.base_rate, 3) as base_rate,
     round(failure_modes.tuned_rate, 3) as tuned_rate
 from failure_modes
-left join runs on failure_modes.run_id = runs.run_id
+left join evaluations on failure_modes.evaluation_id = evaluations.evaluation_id
 order by
-    runs.started_at desc nulls last,
-    failure_modes.run_id,
+    evaluations.started_at desc nulls last,
+    failure_modes.evaluation_id,
     failure_modes.delta desc,
     failure_modes.mode,
     failure_modes.instruction_id,

@@ -1,6 +1,7 @@
 -- How fast did generation run? Per batch of each run, base and tuned: prompt (prefill),
--- generation and end-to-end tokens/s, slowest latency and peak memory, latest run first.
+-- generation and end-to-end tokens/s, slowest latency and peak memory, latest evaluation first.
 select
+    generation_throughput.evaluation_id,
     generation_throughput.run_id,
     variant,
     batch_index,
@@ -13,5 +14,5 @@ select
     round(max_latency_seconds, 2) as max_latency_seconds,
     round(peak_memory_gb, 3) as peak_memory_gb
 from generation_throughput
-left join runs on generation_throughput.run_id = runs.run_id
-order by runs.started_at desc nulls last, generation_throughput.run_id, variant, batch_index
+left join evaluations on generation_throughput.evaluation_id = evaluations.evaluation_id
+order by evaluations.started_at desc nulls last, generation_throughput.evaluation_id, variant, batch_index

@@ -1,5 +1,6 @@
--- lm-eval tasks: change per task and metric (tuned - base) with its 95 % CI, latest run first.
+-- lm-eval tasks: change per task and metric (tuned - base) with its 95 % CI, latest evaluation first.
 select
+    harness_deltas.evaluation_id,
     harness_deltas.run_id,
     task,
     metric,
@@ -11,5 +12,5 @@ select
     round(delta_ci_high, 3) as ci_high,
     lm_eval_version
 from harness_deltas
-left join runs on harness_deltas.run_id = runs.run_id
-order by runs.started_at desc nulls last, harness_deltas.run_id, task, metric
+left join evaluations on harness_deltas.evaluation_id = evaluations.evaluation_id
+order by evaluations.started_at desc nulls last, harness_deltas.evaluation_id, task, metric

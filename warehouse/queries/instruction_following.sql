@@ -1,7 +1,8 @@
 -- Did instruction following improve? IFEval (lm-eval's checkers) and IFBench accuracies,
--- strict and loose, prompt and instruction level, of base and tuned, latest run first;
+-- strict and loose, prompt and instruction level, of base and tuned, latest evaluation first;
 -- '(all)' rows pool a family's instructions.
 select
+    instruction_following.evaluation_id,
     instruction_following.run_id,
     family,
     level,
@@ -14,10 +15,10 @@ select
     round(tuned_loose_acc, 3) as tuned_loose,
     round(delta_loose, 3) as delta_loose
 from instruction_following
-left join runs on instruction_following.run_id = runs.run_id
+left join evaluations on instruction_following.evaluation_id = evaluations.evaluation_id
 order by
-    runs.started_at desc nulls last,
-    instruction_following.run_id,
+    evaluations.started_at desc nulls last,
+    instruction_following.evaluation_id,
     family desc,
     level desc,
     instruction_id = '(all)' desc,

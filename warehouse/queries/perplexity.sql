@@ -1,6 +1,7 @@
 -- Did tuning make general text less likely? Perplexity of base and tuned on held-out
--- passages and the paired change in NLL per token with its 95 % CI, latest run first.
+-- passages and the paired change in NLL per token with its 95 % CI, latest evaluation first.
 select
+    perplexity_preservation.evaluation_id,
     perplexity_preservation.run_id,
     corpus,
     n,
@@ -11,5 +12,5 @@ select
     round(delta_ci_low, 4) as ci_low,
     round(delta_ci_high, 4) as ci_high
 from perplexity_preservation
-left join runs on perplexity_preservation.run_id = runs.run_id
-order by runs.started_at desc nulls last, perplexity_preservation.run_id, corpus
+left join evaluations on perplexity_preservation.evaluation_id = evaluations.evaluation_id
+order by evaluations.started_at desc nulls last, perplexity_preservation.evaluation_id, corpus

@@ -1,5 +1,6 @@
--- Checks base passed and tuned failed, with both outputs, latest run first.
+-- Checks base passed and tuned failed, with both outputs, latest evaluation first.
 select
+    regressions.evaluation_id,
     regressions.run_id,
     domain,
     prompt_id,
@@ -7,5 +8,5 @@ select
     base_output,
     tuned_output
 from regressions
-left join runs on regressions.run_id = runs.run_id
-order by runs.started_at desc nulls last, regressions.run_id, domain, prompt_id, metric
+left join evaluations on regressions.evaluation_id = evaluations.evaluation_id
+order by evaluations.started_at desc nulls last, regressions.evaluation_id, domain, prompt_id, metric

@@ -10,5 +10,5 @@ select
     base_bos_mass,
     tuned_bos_mass
 from attention_shift
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by domain, layer

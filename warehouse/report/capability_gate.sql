@@ -1,5 +1,5 @@
 -- The capability gate's verdicts, failures first.
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from capability_gate
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by failed desc, task, metric

@@ -1,5 +1,5 @@
 -- Log-likelihood multiple-choice accuracy per task, base vs tuned, with the paired CI.
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from capability_preservation
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by task

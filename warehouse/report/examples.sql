@@ -2,11 +2,11 @@
 with
 
 run_prompts as (
-    select * from prompts where run_id = $run_id
+    select * from prompts where evaluation_id = $evaluation_id
 ),
 
 run_generations as (
-    select * from generations where run_id = $run_id
+    select * from generations where evaluation_id = $evaluation_id
 ),
 
 side_by_side as (

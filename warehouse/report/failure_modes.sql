@@ -1,5 +1,5 @@
 -- Generations flagged per failure mode and prompt category, largest increase first.
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from failure_modes
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by delta desc, mode, instruction_id, category

@@ -1,5 +1,5 @@
 -- Generation throughput per batch, as mlx-lm reports it.
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from generation_throughput
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by variant, batch_index

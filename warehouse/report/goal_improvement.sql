@@ -1,5 +1,5 @@
 -- Tuning goal: mean score per domain and metric, base vs tuned.
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from goal_improvement
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by domain, metric

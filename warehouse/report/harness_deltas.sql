@@ -1,5 +1,5 @@
 -- lm-evaluation-harness results per task and metric, base vs tuned.
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from harness_deltas
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by task, metric

@@ -1,5 +1,5 @@
 -- Instruction following (IFEval, IFBench), prompt level first, each family's overall row first.
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from instruction_following
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by family desc, level desc, instruction_id = '(all)' desc, instruction_id

@@ -1,5 +1,5 @@
 -- Perplexity on held-out text per corpus, base vs tuned, with the paired CI.
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from perplexity_preservation
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 order by corpus

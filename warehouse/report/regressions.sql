@@ -1,5 +1,5 @@
 -- Prompts and metrics the base model passed and the tuned model failed (the first 20).
-select * exclude (run_id)
+select * exclude (evaluation_id, run_id)
 from regressions
-where run_id = $run_id
+where evaluation_id = $evaluation_id
 limit 20

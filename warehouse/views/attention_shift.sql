@@ -11,11 +11,12 @@ attention_heads as (
 ),
 
 prompts as (
-    select run_id, prompt_id, domain from prompts
+    select evaluation_id, run_id, prompt_id, domain from prompts
 ),
 
 per_layer as (
     select
+        heads.evaluation_id,
         heads.run_id,
         coalesce(prompts.domain, 'unknown') as domain,
         heads.layer,
@@ -28,12 +29,13 @@ per_layer as (
         avg(heads.tuned_bos_mass) as tuned_bos_mass
     from attention_heads as heads
     left join prompts
-        on heads.run_id = prompts.run_id
+        on heads.evaluation_id = prompts.evaluation_id
         and heads.prompt_id = prompts.prompt_id
-    group by heads.run_id, domain, heads.layer
+    group by heads.evaluation_id, heads.run_id, domain, heads.layer
 )
 
 select
+    evaluation_id,
     run_id,
     domain,
     layer,

@@ -12,6 +12,7 @@ capability_items as (
 
 base as (
     select
+        evaluation_id,
         run_id,
         task,
         item_id,
@@ -23,6 +24,7 @@ base as (
 
 tuned as (
     select
+        evaluation_id,
         run_id,
         task,
         item_id,
@@ -34,6 +36,7 @@ tuned as (
 
 paired as (
     select
+        base.evaluation_id,
         base.run_id,
         base.task,
         base.correct as base_correct,
@@ -44,13 +47,14 @@ paired as (
         tuned.correct_norm - base.correct_norm as diff_norm
     from base
     inner join tuned
-        on base.run_id = tuned.run_id
+        on base.evaluation_id = tuned.evaluation_id
         and base.task = tuned.task
         and base.item_id = tuned.item_id
 ),
 
 per_task as (
     select
+        evaluation_id,
         run_id,
         task,
         count(*) as n,
@@ -63,10 +67,11 @@ per_task as (
         avg(diff_norm) as delta_acc_norm,
         paired_ci95_margin(diff_norm) as margin_acc_norm
     from paired
-    group by run_id, task
+    group by evaluation_id, run_id, task
 )
 
 select
+    evaluation_id,
     run_id,
     task,
     n,

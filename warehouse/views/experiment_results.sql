@@ -11,6 +11,7 @@ experiments as (
 
 goal as (
     select
+        evaluation_id,
         run_id,
         'goal' as kind,
         domain as subject,
@@ -25,6 +26,7 @@ goal as (
 
 capability as (
     select
+        evaluation_id,
         run_id,
         'capability' as kind,
         task as subject,

@@ -19,19 +19,21 @@ prompts as (
 
 generated as (
     select
+        generations.evaluation_id,
         generations.run_id,
         coalesce(prompts.category, '') as category,
         count(*) filter (where generations.variant = 'base') as base_generations,
         count(*) filter (where generations.variant = 'tuned') as tuned_generations
     from generations
     left join prompts
-        on generations.run_id = prompts.run_id
+        on generations.evaluation_id = prompts.evaluation_id
         and generations.prompt_id = prompts.prompt_id
-    group by generations.run_id, coalesce(prompts.category, '')
+    group by generations.evaluation_id, generations.run_id, coalesce(prompts.category, '')
 ),
 
 counts as (
     select
+        generation_failures.evaluation_id,
         generation_failures.run_id,
         generation_failures.mode,
         generation_failures.instruction_id,
@@ -40,12 +42,13 @@ counts as (
         count(*) filter (where generation_failures.variant = 'tuned') as tuned_count
     from generation_failures
     left join prompts
-        on generation_failures.run_id = prompts.run_id
+        on generation_failures.evaluation_id = prompts.evaluation_id
         and generation_failures.prompt_id = prompts.prompt_id
     group by all
 )
 
 select
+    counts.evaluation_id,
     counts.run_id,
     counts.mode,
     counts.instruction_id,
@@ -57,5 +60,5 @@ select
     counts.tuned_count / nullif(generated.tuned_generations, 0) as tuned_rate
 from counts
 left join generated
-    on counts.run_id = generated.run_id
+    on counts.evaluation_id = generated.evaluation_id
     and counts.category = generated.category

@@ -11,6 +11,7 @@ generations as (
 )
 
 select
+    evaluation_id,
     run_id,
     variant,
     batch_index,
@@ -23,4 +24,4 @@ select
     max(latency_seconds) as max_latency_seconds,
     any_value(batch_peak_memory_gb) as peak_memory_gb
 from generations
-group by run_id, variant, batch_index
+group by evaluation_id, run_id, variant, batch_index

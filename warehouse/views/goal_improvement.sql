@@ -10,6 +10,7 @@ paired_scores as (
 
 per_metric as (
     select
+        evaluation_id,
         run_id,
         domain,
         metric,
@@ -17,10 +18,11 @@ per_metric as (
         avg(base_value) as base_mean,
         avg(tuned_value) as tuned_mean
     from paired_scores
-    group by run_id, domain, metric
+    group by evaluation_id, run_id, domain, metric
 )
 
 select
+    evaluation_id,
     run_id,
     domain,
     metric,

@@ -11,19 +11,20 @@ harness_results as (
 ),
 
 base as (
-    select run_id, task, metric, value, stderr, n, lm_eval_version
+    select evaluation_id, run_id, task, metric, value, stderr, n, lm_eval_version
     from harness_results
     where variant = 'base'
 ),
 
 tuned as (
-    select run_id, task, metric, value, stderr, n
+    select evaluation_id, run_id, task, metric, value, stderr, n
     from harness_results
     where variant = 'tuned'
 ),
 
 paired as (
     select
+        base.evaluation_id,
         base.run_id,
         base.task,
         base.metric,
@@ -36,12 +37,13 @@ paired as (
         base.lm_eval_version
     from base
     inner join tuned
-        on base.run_id = tuned.run_id
+        on base.evaluation_id = tuned.evaluation_id
         and base.task = tuned.task
         and base.metric = tuned.metric
 )
 
 select
+    evaluation_id,
     run_id,
     task,
     metric,

