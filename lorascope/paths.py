@@ -3,6 +3,7 @@ and the layout of a run folder inside it. Every path of a run is named here."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,19 @@ def models_dir(home: Path | None = None) -> Path:
 def datasets_dir(home: Path | None = None) -> Path:
     """Cache of built-in datasets prepared once from registry packages."""
     return (home or lorascope_home()) / "datasets"
+
+
+def data_package_dir(module: str, needed_for: str, install_hint: str) -> Path:
+    """The folder of a registry package installed for its data files only (`--no-deps`).
+
+    find_spec locates it without importing it: such packages' own imports need dependencies
+    that are deliberately not installed."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"{needed_for} need the package {module} for its data files: {install_hint}",
+            name=module)
+    return Path(spec.submodule_search_locations[0])
 
 
 def experiments_dir(home: Path | None = None) -> Path:

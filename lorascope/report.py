@@ -6,6 +6,7 @@ it); this module only lays the results out.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,12 +162,12 @@ def run_facts(context: RunContext, prompt_sets: str) -> dict[str, Any]:
 def prompt_sets(context: RunContext) -> str:
     """How the evaluation's prompts were drawn, e.g. `test 200 (of 1532, sampled with seed
     0), ifeval 30`."""
-    _, rows = warehouse.query(
-        context.warehouse, "select source, count(*) from prompts where evaluation_id = ? "
-        "group by source order by min(prompt_id)", [context.evaluation_id])
+    counts = Counter(row["source"] for row in warehouse.select_rows(
+        context.warehouse, "prompts", ["source"], evaluation_id=context.evaluation_id))
     settings = context.config.eval
     parts = []
-    for source, count in rows:
+    for source in [s for s in settings.prompts if s in counts]:
+        count = counts[source]
         part = f"{source} {count}"
         if source == "test":
             total = sum(1 for _ in (context.paths.data / "test.jsonl").open(encoding="utf-8"))

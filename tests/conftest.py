@@ -27,6 +27,21 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
+def prefect_api_url(prefect_harness) -> str:
+    """The test server's API URL, for `lorascope` processes started by a test."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def home_with_tiny_mistral(folder: Path, tiny_mistral_dir: Path) -> Path:
+    """A fresh LORASCOPE_HOME at `folder` that shares the session's prepared tiny-mistral."""
+    (folder / "models").mkdir(parents=True)
+    (folder / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("lorascope_home")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN
+from conftest import TINY_RUN, home_with_tiny_mistral
 
 from lorascope.errors import EXIT_CODES
 
@@ -20,17 +20,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, tiny_mistral_dir: Path) -> Path:
-    home = tmp_path_factory.mktemp("cli_home")
-    (home / "models").mkdir()
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
-    return home
+    return home_with_tiny_mistral(tmp_path_factory.mktemp("cli_home"), tiny_mistral_dir)
 
 
 @pytest.fixture(scope="module")
-def api_url(prefect_harness) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value()
+def api_url(prefect_api_url: str) -> str:
+    return prefect_api_url
 
 
 def lorascope(home: Path, *args: str, api_url: str | None = None) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import home_with_tiny_mistral
 
 from lorascope import warehouse
 from lorascope.paths import RunPaths, warehouse_path
@@ -27,18 +28,13 @@ DEMO_METRICS = ("format_ok", "starts_with_answer", "answer_in_output", "answer_c
 
 
 @pytest.fixture(scope="module")
-def api_url(prefect_harness) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value()
+def api_url(prefect_api_url: str) -> str:
+    return prefect_api_url
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, tiny_mistral_dir: Path) -> Path:
-    home = tmp_path_factory.mktemp("evaluation_home")
-    (home / "models").mkdir()
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
-    return home
+    return home_with_tiny_mistral(tmp_path_factory.mktemp("evaluation_home"), tiny_mistral_dir)
 
 
 @pytest.fixture(scope="module")

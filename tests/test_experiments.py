@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import home_with_tiny_mistral
 
 from lorascope import warehouse
 from lorascope.config import ConfigError, load_config
@@ -32,9 +33,7 @@ def test_a_rank_sweep_runs_one_pipeline_per_value_and_compares_them(
 ) -> None:
     from lorascope.flows.experiments import sweep
 
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    home = home_with_tiny_mistral(tmp_path / "home", tiny_mistral_dir)
     config = tiny_config(train={"iters": 2, "save_every": 2, "steps_per_report": 2},
                          eval={"attention_prompts": 0, "capability_limit": 4})
     experiment_id = sweep(str(config), "lora.rank", [2, 4], home=str(home))

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import home_with_tiny_mistral
 
 from lorascope.config import EvalConfig
 from lorascope.data.records import Record
@@ -200,8 +201,7 @@ def test_lorascope_eval_compares_base_with_an_adapter_trained_by_mlx_lm_lora(
          "--val-batches", "1", "--adapter-path", str(adapters)],
         check=True, capture_output=True, env=env, timeout=600,
     )
-    (tmp_path / "home" / "models").mkdir(parents=True)
-    (tmp_path / "home" / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    home_with_tiny_mistral(tmp_path / "home", tiny_mistral_dir)
     config = tmp_path / "eval.yaml"
     config.write_text(yaml.safe_dump({
         "name": "ext", "model": {"source": "tiny-mistral"},

@@ -17,6 +17,7 @@ from typing import Any
 import mlx.core as mx
 import pytest
 import yaml
+from conftest import home_with_tiny_mistral
 
 from lorascope import mlx_lm_config, warehouse
 from lorascope.config import ConfigError, load_config
@@ -307,10 +308,7 @@ TINY_EVAL = {"max_tokens": 4, "batch_size": 8, "capability_limit": 4, "attention
 
 @pytest.fixture
 def pipeline_home(tmp_path: Path, tiny_mistral_dir: Path) -> Path:
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
-    return home
+    return home_with_tiny_mistral(tmp_path / "home", tiny_mistral_dir)
 
 
 def eval_overrides(prompts: Path | None = None) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN
+from conftest import TINY_RUN, home_with_tiny_mistral
 
 from lorascope import warehouse
 from lorascope.paths import warehouse_path
@@ -26,10 +26,7 @@ pytestmark = pytest.mark.slow
 def finished_run(prefect_harness, tmp_path_factory, tiny_mistral_dir, session_home):
     from lorascope.flows.pipeline import pipeline
 
-    home = tmp_path_factory.mktemp("pipeline_home")
-    # Reuse the session's prepared tiny-mistral instead of writing it again.
-    (home / "models").mkdir()
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    home = home_with_tiny_mistral(tmp_path_factory.mktemp("pipeline_home"), tiny_mistral_dir)
     config = Path(tmp_path_factory.mktemp("config")) / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY_RUN))
     state = pipeline(str(config), home=str(home), return_state=True)

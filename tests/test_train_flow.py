@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import interrupt_at
+from conftest import home_with_tiny_mistral, interrupt_at
 
 from lorascope import warehouse
 from lorascope.paths import warehouse_path
@@ -16,11 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def home(tmp_path: Path, tiny_mistral_dir: Path) -> Path:
-    """A fresh LORASCOPE_HOME that shares the session's prepared tiny-mistral."""
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
-    return home
+    return home_with_tiny_mistral(tmp_path / "home", tiny_mistral_dir)
 
 
 def interrupt_training_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:

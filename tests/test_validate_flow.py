@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY_RUN
+from conftest import TINY_RUN, home_with_tiny_mistral
 
 from lorascope import warehouse
 from lorascope.cli import main
@@ -57,9 +57,8 @@ def run_pipeline(home: Path, source: Path, name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def flow_home(tmp_path_factory: pytest.TempPathFactory, tiny_mistral_dir: Path) -> Path:
-    home = tmp_path_factory.mktemp("validate_flow_home")
-    (home / "models").mkdir()
-    (home / "models" / "tiny-mistral").symlink_to(tiny_mistral_dir)
+    home = home_with_tiny_mistral(tmp_path_factory.mktemp("validate_flow_home"),
+                                  tiny_mistral_dir)
     return home
 
 

@@ -22,6 +22,7 @@ from lorascope.warehouse import (
     replace_rows,
     saved_query,
     saved_query_names,
+    select_rows,
     write_rows,
 )
 
@@ -388,6 +389,16 @@ def test_replace_rows_replaces_only_the_matching_rows_of_one_run(tmp_path):
     remaining = query(path, "select run_id, variant, prompt_id from generations order by all")[1]
     assert remaining == [("a", "base", "p"), ("a", "tuned", "q"), ("b", "base", "p"),
                          ("b", "tuned", "p")]
+
+
+def test_select_rows_reads_matching_rows_of_a_table_or_view_as_dicts(dataset):
+    rows = select_rows(dataset, "generations", ["variant", "prompt_id"], evaluation_id=RUN,
+                       prompt_id="p1")
+    assert sorted(rows, key=lambda row: row["variant"]) == [
+        {"variant": "base", "prompt_id": "p1"}, {"variant": "tuned", "prompt_id": "p1"}]
+    (row,) = select_rows(dataset, "capability_preservation", evaluation_id=RUN)
+    assert (row["task"], row["n"]) == ("arc_easy", 4)
+    assert select_rows(dataset, "generations", evaluation_id="no-such-evaluation") == []
 
 
 def test_replace_rows_keeps_the_old_rows_when_the_new_ones_cannot_be_written(tmp_path):

@@ -22,6 +22,7 @@ import numbers
 import re
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
 from typing import Any
@@ -292,6 +293,18 @@ def query(
                 else ""
             )
             raise WarehouseError(f"Query on {path} failed: {e}{hint}") from e
+
+
+def select_rows(
+    path: Path, relation: str, columns: Sequence[str] = (), **equals: Any
+) -> list[dict[str, Any]]:
+    """The rows of a table or view whose columns equal `equals`, as dicts of `columns` (all
+    when empty): the pipeline's reads, built here as write_rows builds its writes."""
+    selected = ", ".join(map(_quoted, columns)) or "*"
+    where = " and ".join(f"{_quoted(c)} = ?" for c in equals) or "true"
+    names, rows = query(path, f"select {selected} from {_quoted(relation)} where {where}",
+                        [_db_value(v) for v in equals.values()])
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def saved_query_names() -> list[str]:

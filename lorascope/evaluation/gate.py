@@ -63,11 +63,9 @@ def record_gate(context: RunContext, log: Callable[[str], None] = print) -> str 
     settings = context.config.eval
     if settings.gate == "off":
         return None
-    columns, rows = warehouse.query(
-        context.warehouse, "select * from capability_preservation where evaluation_id = ?",
-        [context.evaluation_id],
-    )
-    verdicts = gate_verdicts([dict(zip(columns, r, strict=True)) for r in rows], settings)
+    rows = warehouse.select_rows(context.warehouse, "capability_preservation",
+                                 evaluation_id=context.evaluation_id)
+    verdicts = gate_verdicts(rows, settings)
     warehouse.replace_rows(context.warehouse, "capability_gate", verdicts,
                            evaluation_id=context.evaluation_id)
     failed = [v for v in verdicts if v["failed"]]

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -225,13 +226,11 @@ def judge_pairs(
 
 def judged_prompt_ids(warehouse_path: Path, evaluation_id: str, judge_model: str) -> set[str]:
     """Prompts of the evaluation with both orders judged by this model and prompt version."""
-    _, rows = warehouse.query(
-        warehouse_path,
-        "select prompt_id from judgments where evaluation_id = ? and judge_model = ? "
-        "and judge_prompt_version = ? group by prompt_id having count(*) = 2",
-        [evaluation_id, judge_model, JUDGE_PROMPT_VERSION],
-    )
-    return {prompt_id for (prompt_id,) in rows}
+    rows = warehouse.select_rows(warehouse_path, "judgments", ["prompt_id"],
+                                 evaluation_id=evaluation_id, judge_model=judge_model,
+                                 judge_prompt_version=JUDGE_PROMPT_VERSION)
+    orders = Counter(row["prompt_id"] for row in rows)
+    return {prompt_id for prompt_id, count in orders.items() if count == len(ORDERS)}
 
 
 def judge_client(endpoint: JudgeEndpoint) -> openai.OpenAI:

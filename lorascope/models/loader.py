@@ -19,7 +19,6 @@ already quantized, and plain `mlx_lm.load(folder, adapter_path=...)` reads it to
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ import numpy as np
 from lorascope.config import ModelConfig
 from lorascope.errors import LorascopeError
 from lorascope.models.chat import ensure_chat_template
-from lorascope.paths import models_dir
+from lorascope.paths import data_package_dir, models_dir
 
 BUILTIN_MODELS = ("smollm2-135m", "tiny-mistral")
 
@@ -170,19 +169,9 @@ def _prepare_builtin(
     return write_tiny_mistral(target)
 
 
-def _package_folder(module: str, install_hint: str) -> Path:
-    # find_spec locates the package without importing it: these packages are installed
-    # without their dependencies, for their data files only.
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelSourceError(f"package {module} is not installed: {install_hint}")
-    return Path(spec.submodule_search_locations[0])
-
-
 def mistral_v1_tokenizer_file() -> Path:
-    folder = _package_folder(
-        "mistral_common", "pip install --no-deps mistral-common==1.13.1"
-    )
+    folder = data_package_dir("mistral_common", "the built-in tiny-mistral model's tokenizer",
+                              "pip install --no-deps mistral-common==1.13.1")
     return folder / "data" / "tokenizer.model.v1"
 
 

@@ -23,9 +23,9 @@ def saved_dataset(saved: str, **_metadata: Any) -> Any:
     metadata as well as its dataset_kwargs; only `saved` is ours."""
     import datasets
 
-    from lorascope.evaluation.capability import _olmo_datasets
+    from lorascope.data.builtin import olmo_hf_datasets_dir
 
-    folder = _olmo_datasets() / saved
+    folder = olmo_hf_datasets_dir() / saved
     return datasets.DatasetDict({
         split.name: datasets.load_from_disk(str(split))
         for split in sorted(folder.iterdir()) if split.is_dir()
