@@ -157,6 +157,9 @@ def open_run(run_id: str, home: Path, overrides: list[str] | None = None) -> Run
             if value != load_config(paths.config).model_dump(mode="json")[key])
         raise ConfigError(f"re-evaluating {run_id}: only eval.* settings may change, not "
                           f"{', '.join(changed)} (that is another run: `lorascope run`)")
+    if not all((paths.adapters / name).is_file() for name in ADAPTER_FILES):
+        raise ConfigError(f"run {run_id} has no trained adapters yet ({paths.adapters}): "
+                          f"finish its training first, `lorascope resume {run_id}`")
     info = json.loads(paths.run_info.read_text())
     return RunContext(run_id=run_id, config=config, home=home, model_path=Path(info["model_path"]),
                       data_hash=info["data_hash"], code_version=code_version())

@@ -155,3 +155,20 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = lorascope(tmp_path, "--debug", "run", str(tmp_path / "nosuch.yaml"))
     assert result.returncode == 1  # Python's own exit status for an uncaught exception
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_re_evaluating_a_run_without_trained_adapters_exits_2_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    from lorascope.config import dump_config, parse_config
+    from lorascope.paths import RunPaths
+    from lorascope.runs import run_id_for
+
+    config = parse_config(TINY_RUN)
+    paths = RunPaths.of(run_id_for(config), tmp_path)
+    paths.root.mkdir(parents=True)
+    paths.config.write_text(dump_config(config))
+    paths.run_info.write_text('{"model_path": "m", "data_hash": "h"}')
+    result = lorascope(tmp_path, "eval", run_id_for(config))
+    assert result.returncode == 2
+    assert f"lorascope resume {run_id_for(config)}" in failure_line(result)
