@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorascope.flows.evaluation import evaluate_run, finished
+from lorascope.flows.evaluation import evaluate_run, finished, reevaluate
 from lorascope.tasks.data import validate_task
 from lorascope.tasks.runs import start_task
 from lorascope.tasks.training import train_task
@@ -57,6 +57,15 @@ def deployment_for(config_path: str, cron: str | None = None, timezone: str = "U
     )
 
 
+def reevaluation_deployment() -> Any:
+    """A deployment of `reevaluate`: from the UI, evaluate a trained run again with other eval
+    settings (run_id and overrides such as ["eval.max_tokens=256"] as parameters)."""
+    return reevaluate.to_deployment(
+        name="reevaluate", description="lorascope: evaluate a trained run again, no training",
+        tags=["lorascope"])
+
+
 def serve_pipeline(config_path: str, cron: str | None = None, timezone: str = "UTC") -> None:
-    """Serve the config's deployment until interrupted (`lorascope serve`)."""
-    serve(deployment_for(config_path, cron, timezone))
+    """Serve the config's deployment, and re-evaluation, until interrupted (`lorascope
+    serve`)."""
+    serve(deployment_for(config_path, cron, timezone), reevaluation_deployment())

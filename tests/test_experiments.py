@@ -77,3 +77,11 @@ def test_a_deployment_without_cron_has_no_schedule(tiny_config) -> None:
     from lorascope.flows.pipeline import deployment_for
 
     assert not deployment_for(str(tiny_config())).schedules
+
+
+def test_serve_also_offers_re_evaluation_of_a_trained_run() -> None:
+    from lorascope.flows.pipeline import reevaluation_deployment
+
+    deployment = reevaluation_deployment()
+    assert deployment.name == "reevaluate" and not deployment.schedules
+    assert set(deployment.parameter_openapi_schema["required"]) == {"run_id"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,11 @@ class InstructionResult:
 
 
 def nltk_data_dir() -> Path:
-    """Where the punkt_tab model is written: $NLTK_DATA if set, else under $LORASCOPE_HOME."""
-    from lorascope.paths import lorascope_home
-
+    """Where the punkt_tab model is written: the first folder of $NLTK_DATA (NLTK's own
+    setting) if set, else `<environment>/nltk_data`, one of the folders NLTK searches by
+    default, so the data belongs to the installation and not to any run's state."""
     configured = os.environ.get("NLTK_DATA", "").split(os.pathsep)[0]
-    return Path(configured) if configured else lorascope_home() / "nltk_data"
+    return Path(configured) if configured else Path(sys.prefix) / "nltk_data"
 
 
 def install_punkt_tab(root: Path) -> Path:
