@@ -84,4 +84,4 @@ def test_serve_also_offers_re_evaluation_of_a_trained_run() -> None:
 
     deployment = reevaluation_deployment()
     assert deployment.name == "reevaluate" and not deployment.schedules
-    assert set(deployment.parameter_openapi_schema["required"]) == {"run_id"}
+    assert deployment._parameter_openapi_schema.required == ["run_id"]  # asked for in the UI
