@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,8 +10,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+from lorascope.warehouse import write_rows
 
 from lorascope.cli import quiet_offline_defaults
 
@@ -142,3 +145,39 @@ def judge_url(tiny_mistral_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- instruction data
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_mistral_dir: Path) -> Any:
+    from mlx_lm.tokenizer_utils import load as load_tokenizer
+
+    from lorascope.models.chat import ensure_chat_template
+
+    # mlx-lm's loader wraps transformers.AutoTokenizer exactly as training does.
+    return ensure_chat_template(load_tokenizer(tiny_mistral_dir))
+
+
+def write_lines(path: Path, lines: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def chat(user: str, assistant: str) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": assistant},
+        ]
+    }
+
+
+# ---------------------------------------------------------------- warehouse
+
+
+def write_evaluation_rows(path: Path, table: str, rows: list[dict]) -> int:
+    """Rows of an evaluation table, in the run's evaluation of the same id (as rows written
+    before evaluations existed are migrated)."""
+    return write_rows(path, table, [{"evaluation_id": row["run_id"], **row} for row in rows])
