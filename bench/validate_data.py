@@ -62,12 +62,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
 
-    from lorascope.expectations.instruction_data import validate_instruction_data
-
     from lorascope.config import DataConfig
     from lorascope.data.prepare import prepare_splits, write_prepared
     from lorascope.data.rules import build_validation_frame, token_counts, tokenizer_for
     from lorascope.data.sources import load_splits, read_source
+    from lorascope.expectations.instruction_data import validate_instruction_data
     from lorascope.models.chat import conversation_tokens
     from lorascope.models.loader import resolve_model
 

@@ -9,6 +9,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from prefect import flow
+
+from lorascope.config import load_config
+from lorascope.evaluation.gate import enforce_gate
+from lorascope.evaluation.steps import VARIANTS
+from lorascope.paths import RunPaths, lorascope_home
+from lorascope.run_lock import run_lock
+from lorascope.runs import RunContext, adapter_run_config, run_id_for
 from lorascope.tasks.analysis import attention_task
 from lorascope.tasks.evaluation import (
     capability_task,
@@ -24,14 +32,6 @@ from lorascope.tasks.evaluation import (
 )
 from lorascope.tasks.reporting import report_task
 from lorascope.tasks.runs import finish_task, open_run_task, start_adapter_task
-from prefect import flow
-
-from lorascope.config import load_config
-from lorascope.evaluation.gate import enforce_gate
-from lorascope.evaluation.steps import VARIANTS
-from lorascope.paths import RunPaths, lorascope_home
-from lorascope.run_lock import run_lock
-from lorascope.runs import RunContext
 
 
 def evaluate_run(context: RunContext) -> None:
@@ -89,10 +89,12 @@ def evaluate_adapter(config_path: str, adapter: str | None = None,
 
     `adapter` is an mlx-lm adapter folder (e.g. from `mlx_lm.lora --train`); by default the
     adapters the config trained with `lorascope run`."""
-    config = load_config(config_path, overrides)
     state_home = Path(home) if home else lorascope_home()
-    context = start_adapter_task(config, Path(adapter) if adapter else None, state_home)
-    with run_lock(context.paths.root, "lorascope eval"), finished(context):
-        evaluate_run(context)
+    config, adapter_dir = adapter_run_config(load_config(config_path, overrides),
+                                             Path(adapter) if adapter else None, state_home)
+    with run_lock(RunPaths.of(run_id_for(config), state_home).root, "lorascope eval"):
+        context = start_adapter_task(config, adapter_dir, state_home)
+        with finished(context):
+            evaluate_run(context)
     return context.run_id
 

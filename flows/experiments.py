@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorascope.flows.pipeline import pipeline
-from lorascope.tasks.reporting import experiment_report_task, record_member_task
 from prefect import flow, get_run_logger
 
 from lorascope.config import load_config
@@ -23,7 +21,9 @@ from lorascope.experiments import (
     member_name,
     member_overrides,
 )
+from lorascope.flows.pipeline import pipeline
 from lorascope.paths import lorascope_home
+from lorascope.tasks.reporting import experiment_report_task, record_member_task
 
 
 @flow(name="lorascope-sweep", log_prints=True)

@@ -7,18 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorascope.flows.evaluation import evaluate_run, finished, reevaluate
-from lorascope.tasks.data import validate_task
-from lorascope.tasks.runs import start_task
-from lorascope.tasks.training import train_task
 from prefect import flow, get_run_logger, serve
 from prefect.schedules import Cron
 
 from lorascope.blas import describe_blas
 from lorascope.config import load_config
+from lorascope.flows.evaluation import evaluate_run, finished, reevaluate
 from lorascope.paths import RunPaths, lorascope_home
 from lorascope.run_lock import run_lock
 from lorascope.runs import run_id_for
+from lorascope.tasks.data import validate_task
+from lorascope.tasks.runs import start_task
+from lorascope.tasks.training import train_task
 
 
 @flow(name="lorascope-pipeline", log_prints=True)

@@ -227,7 +227,7 @@ def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
     from lorascope.config import load_config
     from lorascope.paths import RunPaths, lorascope_home
     from lorascope.run_lock import run_lock
-    from lorascope.runs import check_adapter_folder, open_run
+    from lorascope.runs import adapter_run_config, open_run, run_id_for
 
     if not Path(target).is_file():
         if adapter:
@@ -241,12 +241,12 @@ def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
         print(f"  report:    {RunPaths.of(target).evaluation(evaluation_id) / 'report.md'}")
         print("  try:       lorascope sql --saved evaluations")
         return 0
-    load_config(target, overrides)
-    if adapter:
-        check_adapter_folder(Path(adapter))
-    from lorascope.flows.evaluation import evaluate_adapter
+    config, _ = adapter_run_config(load_config(target, overrides),
+                                   Path(adapter) if adapter else None, lorascope_home())
+    with run_lock(RunPaths.of(run_id_for(config)).root, "lorascope eval"):
+        from lorascope.flows.evaluation import evaluate_adapter
 
-    run_id = evaluate_adapter(target, adapter, overrides)
+        run_id = evaluate_adapter(target, adapter, overrides)
     print(f"\nrun {run_id} evaluated\n  report:    {RunPaths.of(run_id).report}")
     print("  try:       lorascope sql --saved goal_improvement")
     return 0

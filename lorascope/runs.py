@@ -202,16 +202,23 @@ def adapter_hash(folder: Path) -> str:
     return digest.hexdigest()[:10]
 
 
-def start_adapter_run(
-    config: RunConfig, adapter: Path | None, home: Path, log: Callable[[str], None] = print,
-) -> RunContext:
-    """A run that evaluates base vs base+adapter without training, named after the adapter's
-    content hash (evaluating the same adapter again resumes it); its adapters/ links to
-    `adapter`, by default the adapters this config trained with `lorascope run`."""
+def adapter_run_config(
+    config: RunConfig, adapter: Path | None, home: Path
+) -> tuple[RunConfig, Path]:
+    """The config of a run that evaluates base vs base+adapter without training, named after
+    the adapter's content hash (evaluating the same adapter again resumes it), and the adapter
+    folder: `adapter`, by default the adapters this config trained with `lorascope run`."""
     if adapter is None:
         adapter = RunPaths.of(run_id_for(config), home).adapters
     adapter = check_adapter_folder(adapter)
-    config = config.model_copy(update={"name": f"{config.name}-adapter-{adapter_hash(adapter)}"})
+    name = f"{config.name}-adapter-{adapter_hash(adapter)}"
+    return config.model_copy(update={"name": name}), adapter
+
+
+def start_adapter_run(
+    config: RunConfig, adapter: Path, home: Path, log: Callable[[str], None] = print,
+) -> RunContext:
+    """Start the run of adapter_run_config(); its adapters/ links to `adapter`."""
     context = start_run(config, home, log)
     link = context.paths.adapters
     if link.is_symlink() or link.exists():

@@ -39,7 +39,7 @@ def start_task(config: RunConfig, home: Path) -> RunContext:
 
 
 @task(name="start-adapter-run", cache_policy=NO_CACHE)
-def start_adapter_task(config: RunConfig, adapter: Path | None, home: Path) -> RunContext:
+def start_adapter_task(config: RunConfig, adapter: Path, home: Path) -> RunContext:
     return start_adapter_run(config, adapter, home, log=get_run_logger().info)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorascope.tasks.runs import failure_of
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from lorascope.runs import RunContext
+from lorascope.tasks.runs import failure_of
 from lorascope.training.steps import is_resumable, train_run
 from lorascope.training.trainer import TrainResult
 

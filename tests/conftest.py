@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lorascope.warehouse import write_rows
 
 from lorascope.cli import quiet_offline_defaults
+from lorascope.warehouse import write_rows
 
 quiet_offline_defaults()
 

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lorascope.expectations.instruction_data import ValidationReport, validate_instruction_data
 from mlx_lm.tokenizer_utils import load as load_tokenizer
 
 from lorascope.config import DataConfig
 from lorascope.data.builtin import prepare_builtin_dataset
 from lorascope.data.rules import build_validation_frame
 from lorascope.data.sources import load_splits
+from lorascope.expectations.instruction_data import ValidationReport, validate_instruction_data
 from lorascope.models.chat import ensure_chat_template
 
 WAREHOUSE_COLUMNS = [

@@ -7,11 +7,11 @@ import json
 
 import nltk
 import pytest
-from lorascope.warehouse import query, write_rows
 
 from lorascope.evaluation import ifbench, ifeval
 from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, read_eval_prompts
 from lorascope.evaluation.scoring import score_generation
+from lorascope.warehouse import query, write_rows
 
 # (IFBench instruction id, kwargs, a response that follows it, a response that does not)
 CASES = [

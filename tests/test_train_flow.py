@@ -22,7 +22,6 @@ def home(tmp_path: Path, tiny_mistral_dir: Path) -> Path:
 def interrupt_training_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     """The train task's training step, interrupted once at `step` (a retry trains on)."""
     import lorascope.tasks.training
-
     from lorascope.training.steps import train_run
 
     stop = interrupt_at(step)
@@ -33,10 +32,11 @@ def interrupt_training_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
 def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_before_k(
     prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lorascope.flows.pipeline import pipeline
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from lorascope.flows.pipeline import pipeline
 
     # Reports every 2 steps, checkpoints every 4, validation every 3: a validation row at a
     # step that is not 0, a multiple of 3 minus one, or the last step can only come from
@@ -78,9 +78,8 @@ def test_lorascope_resume_continues_a_failed_run_from_its_newest_checkpoint(
     prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import lorascope.flows.pipeline
-    from lorascope.tasks.training import train_task
-
     from lorascope.cli import main
+    from lorascope.tasks.training import train_task
 
     monkeypatch.setenv("LORASCOPE_HOME", str(home))
     config = tiny_config(train={"iters": 8, "steps_per_report": 2, "save_every": 4,

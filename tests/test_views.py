@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_evaluation_rows
+
 from lorascope.warehouse import (
     WarehouseError,
     query,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import write_evaluation_rows
+
+from lorascope import warehouse
 from lorascope.warehouse import (
     MIGRATION_VERSIONS,
     SCHEMA_VERSION,
@@ -22,8 +24,6 @@ from lorascope.warehouse import (
     saved_query,
     write_rows,
 )
-
-from lorascope import warehouse
 
 
 def _hold_lock(path: Path, seconds: float) -> subprocess.Popen:

@@ -74,6 +74,11 @@ def sample(items: Sequence[Item], limit: int | None, seed: int) -> list[Item]:
     return [items[i] for i in chosen]
 
 
+def test_example_id(index: int) -> str:
+    """The id of the test split's `index`-th (sampled) example, as prompt and as test loss."""
+    return f"test-{index:05d}"
+
+
 def test_split_prompts(records: Sequence[Record]) -> list[EvalPrompt]:
     """One prompt per test example that ends in an assistant answer: the conversation up to
     that answer, the answer as the reference. Ids follow the split's order."""
@@ -83,7 +88,7 @@ def test_split_prompts(records: Sequence[Record]) -> list[EvalPrompt]:
             continue  # raw text, or nothing to answer: scored by the test loss only
         *context, last = record.messages
         prompts.append(EvalPrompt(
-            prompt_id=f"test-{index:05d}", domain="in_domain", category=record.label or "test",
+            prompt_id=test_example_id(index), domain="in_domain", category=record.label or "test",
             messages=context, reference=str(last.get("content") or ""), source=TEST_SPLIT,
         ))
     return prompts

@@ -22,7 +22,7 @@ from lorascope.evaluation.capability import (
     score_items,
 )
 from lorascope.evaluation.generation import generate_answers
-from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, sample
+from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, sample, test_example_id
 from lorascope.evaluation.scoring import score_generation
 from lorascope.models.loader import load_model
 from lorascope.runs import RunContext, utc_now
@@ -145,8 +145,8 @@ def test_loss_variant(context: RunContext, variant: str, log: Callable[[str], No
     under one variant, into `test_losses`; examples already stored are skipped."""
     examples = test_examples(context)
     done = stored_values(context, "test_losses", "example_id", variant=variant)
-    todo = [(f"test-{i:05d}", record) for i, record in enumerate(examples)
-            if f"test-{i:05d}" not in done]
+    todo = [(test_example_id(i), record) for i, record in enumerate(examples)
+            if test_example_id(i) not in done]
     if not todo:
         log(f"{variant} test loss: all {len(examples)} examples already in the warehouse")
         return 0
