@@ -26,6 +26,7 @@ bench: install
 	$(PY) bench/train_throughput.py
 	$(PY) bench/train_throughput.py --mistral-7b-layers 1
 	$(PY) bench/generation.py
+	$(PY) bench/capability_scoring.py
 	$(PY) bench/failure_modes_query.py
 
 lint: install

@@ -20,6 +20,8 @@ from lorascope.runs import RunContext, adapter_run_config, run_id_for
 from lorascope.tasks.analysis import attention_task
 from lorascope.tasks.evaluation import (
     capability_task,
+    compare_task,
+    contamination_task,
     finish_evaluation_task,
     gate_task,
     generate_task,
@@ -41,6 +43,7 @@ def evaluate_run(context: RunContext) -> None:
     start_evaluation_task(context)
     with finished(context, finish_evaluation_task):
         prompts = prompts_task(context)
+        contamination_task(context, prompts)
         for variant in VARIANTS:
             generate_task(context, prompts, variant)
         score_task(context, prompts)
@@ -54,6 +57,7 @@ def evaluate_run(context: RunContext) -> None:
             harness_task(context, variant)
         if settings.attention_prompts:
             attention_task(context, prompts)
+        compare_task(context)
         gate_failure = gate_task(context)
         report_task(context)
         enforce_gate(settings, gate_failure)
@@ -71,7 +75,7 @@ def finished(context: RunContext, finish: Callable[..., None] = finish_task) -> 
     finish(context, "completed")
 
 
-@flow(name="lorascope-reevaluate", log_prints=True)
+@flow(name="lorascope-reevaluate", flow_run_name="reevaluate/{run_id}", log_prints=True)
 def reevaluate(run_id: str, overrides: list[str] | None = None, home: str | None = None) -> str:
     """Evaluate a trained run again, with its config's eval settings changed by `overrides`
     (eval.* only); nothing is trained. Returns the evaluation id."""

@@ -12,10 +12,20 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from typing_extensions import TypeAliasType
 
 from lorascope.errors import LorascopeError
 
@@ -201,6 +211,26 @@ class TrainConfig(_Section):
     val_batches: int = Field(4, description="-1 evaluates the whole validation split.")
     save_every: int = Field(20, gt=0, description="Checkpoint interval in steps.")
     keep_checkpoints: int = Field(3, gt=0, description="How many recent checkpoints to keep.")
+    ranks: int = Field(
+        1, gt=0, description="Processes that train the run together, data-parallel with "
+        "mlx.distributed (started with mlx.launch, ring backend): each takes batch_size/ranks "
+        "rows of every global batch; data order, checkpoints and adapters are those of one "
+        "process (up to float summation order). 1 trains in one process.",
+    )
+    hostfile: str | None = Field(
+        None, description="mlx.launch's JSON hostfile listing the machines the ranks run on "
+        "(one rank per host, as many hosts as train.ranks); None runs every rank on this "
+        "machine. Each host needs the same checkout and the run folder at the same path.",
+    )
+
+    @model_validator(mode="after")
+    def _batch_divides_over_ranks(self) -> TrainConfig:
+        if self.batch_size % self.ranks:
+            raise ValueError(
+                f"train.batch_size ({self.batch_size}) must be divisible by train.ranks "
+                f"({self.ranks}): each rank trains on batch_size/ranks rows of every batch"
+            )
+        return self
 
     @model_validator(mode="after")
     def _checkpoints_on_report_boundaries(self) -> TrainConfig:
@@ -237,9 +267,39 @@ class JudgeConfig(_Section):
     prompt_sets: list[str] | None = Field(
         None, description="Which eval.prompts sets to judge (e.g. [mtbench]); None = all.",
     )
+    reference_categories: list[str] = Field(
+        # FastChat's NEED_REF_CATS (a test compares them)
+        default_factory=lambda: ["math", "reasoning", "coding", "arena-hard-200"],
+        description="Prompt categories judged against a reference answer with MT-Bench's "
+        "pair-math-v1 prompt (a category's set prefix is ignored: mtbench:math is math); "
+        "MT-Bench questions get MT-Bench's judge references, other prompts their own "
+        "`reference`; one without a reference is judged with pair-v2. [] = never.",
+    )
     max_tokens: int = Field(1024, gt=0, description="The judge's reply budget.")
     timeout_seconds: float = Field(120.0, gt=0, description="Per request.")
     max_retries: int = Field(2, ge=0, description="Retries of transient errors, with backoff.")
+
+
+def _distinct_judge_models(judges: list[JudgeConfig]) -> list[JudgeConfig]:
+    models = [judge.model for judge in judges]
+    duplicate = next((model for model in models if models.count(model) > 1), None)
+    if duplicate is not None:
+        raise ValueError(
+            f"two judges have the model {duplicate!r}: verdicts are stored per judge model, so "
+            "each judge needs its own (mlx_lm.server also answers to the --model path as "
+            "model name)"
+        )
+    return judges
+
+
+# One judge (a mapping) or several (a list), told apart before validating so that an error
+# names only the form that was given: eval.judge.JudgeConfig.<key> or eval.judge.list.<n>.<key>.
+Judges = TypeAliasType("Judges", Annotated[
+    Annotated[JudgeConfig, Tag("JudgeConfig")]
+    | Annotated[list[JudgeConfig], Field(min_length=1), AfterValidator(_distinct_judge_models),
+                Tag("list")],
+    Discriminator(lambda value: "list" if isinstance(value, list) else "JudgeConfig"),
+])
 
 
 class GoalCheck(_Section):
@@ -322,6 +382,28 @@ class GoalCheck(_Section):
         return self
 
 
+class StatisticsConfig(_Section):
+    alpha: float = Field(
+        0.05, gt=0, lt=1, description="Significance level of every base-vs-tuned test; "
+        "intervals are at 1 - alpha.")
+    power: float = Field(
+        0.8, gt=0, lt=1, description="Power at which the minimum detectable effect (mde) of "
+        "each comparison is stated.")
+    correction: Literal["holm", "bh"] = Field(
+        "holm", description="Multiple-comparison correction of p over all comparisons of an "
+        "evaluation: 'holm' (family-wise error, Holm-Bonferroni) or 'bh' (false discovery "
+        "rate, Benjamini-Hochberg).")
+    mid_p: bool = Field(
+        False, description="McNemar's mid-p instead of the exact (conservative) p for paired "
+        "pass/fail comparisons.")
+    resamples: int = Field(
+        10_000, ge=100, description="Bootstrap and permutation resamples for continuous "
+        "comparisons (seeded with the run's seed: the same run gives the same numbers).")
+    exclude_contaminated: bool = Field(
+        True, description="Leave items whose text overlaps the training data (13-gram "
+        "contamination check) out of every comparison; they are counted as excluded.")
+
+
 class EvalConfig(_Section):
     max_tokens: int = Field(64, gt=0, description="New tokens per generation.")
     batch_size: int = Field(32, gt=0, description="Prompts generated together.")
@@ -347,11 +429,12 @@ class EvalConfig(_Section):
         "and tuned: per-example loss, perplexity and log-likelihood (mlx_lm.lora --test's "
         "loss, paired).",
     )
-    judge: JudgeConfig | None = Field(
+    judge: Judges | None = Field(
         None, description="Open-ended quality: a judge model compares base and tuned answers "
-        "to the same prompt, in both orders (position bias cancels), ties allowed; None skips "
-        "it. Keys: url, model, api_key_env, prompt_sets, max_tokens, timeout_seconds, "
-        "max_retries.",
+        "to the same prompt, in both orders (position bias cancels), ties allowed; a list of "
+        "judges (distinct models) judges the same answers side by side, one judge after "
+        "another; None skips it. Keys per judge: url, model, api_key_env, prompt_sets, "
+        "reference_categories, max_tokens, timeout_seconds, max_retries.",
     )
     goal: list[GoalCheck] = Field(
         default_factory=list,
@@ -383,8 +466,12 @@ class EvalConfig(_Section):
         0.05, ge=0, le=1, description="Largest accuracy drop (tuned - base) a task may show."
     )
     gate_require_ci: bool = Field(
-        True, description="Fail a task only if the 95 % CI of its drop also excludes 0."
+        True, description="Fail a task only if the drop is also significant: exact McNemar "
+        "test on the paired items, p < eval.statistics.alpha."
     )
+    statistics: StatisticsConfig = Field(
+        default_factory=StatisticsConfig,
+        description="How every base-vs-tuned comparison is tested: level, power, correction.")
     harness_tasks: list[str] = Field(
         default_factory=list,
         description="lm-eval task names run through lm-evaluation-harness itself on base and "
@@ -451,7 +538,10 @@ class RunConfig(_Section):
     def training_hash(self) -> str:
         """Of everything that changes the adapters (all but eval): the run id's hash, so
         changing only eval settings re-evaluates the same run instead of retraining."""
-        return _hash(self.model_dump(mode="json", exclude={"eval"}))
+        # How many processes train (train.ranks, train.hostfile) does not change what is
+        # trained: a run keeps its id, and resumes, across rank counts.
+        return _hash(self.model_dump(
+            mode="json", exclude={"eval": True, "train": {"ranks": True, "hostfile": True}}))
 
     def eval_hash(self) -> str:
         """Of the evaluation settings: an evaluation of a run is named after it."""

@@ -26,6 +26,20 @@ class Section:
     sql: str
 
 
+# How to read every comparison table; said once, before the first.
+STATISTICS_NOTE = (
+    "Every base-vs-tuned table gives, per row, the paired items compared (`n`; `excluded`: "
+    "items left out because they overlap the training data), the change `delta` = tuned - "
+    "base with its interval (`ci_low`..`ci_high`), the test's two-sided p (`test`: exact "
+    "McNemar for pass/fail items, a seeded paired permutation test for continuous scores, "
+    "items resampled for pooled losses), `p_adjusted` over all {count} comparisons of this "
+    "evaluation ({correction}), and `mde`, the smallest |delta| this n detects with "
+    "{power:.0%} power at alpha {alpha}: a delta below it is not evidence of a change either "
+    "way. `lorascope sql --saved comparisons` lists them all."
+)
+CORRECTIONS = {"holm": "Holm-Bonferroni, family-wise error",
+               "bh": "Benjamini-Hochberg, false discovery rate"}
+
 # (title, intro, report query name)
 RUN_SECTIONS = (
     ("Tuning goal and reference scores: base vs tuned",
@@ -40,21 +54,30 @@ RUN_SECTIONS = (
      "those: the judge's position bias). Win rate = (tuned wins + ties / 2) / judged prompts, "
      "with a 95 % Wilson interval; `unparsed` replies are left out.",
      "judge_win_rate"),
+    ("Judges compared",
+     "Where several judges (eval.judge as a list) judged the same answers: how often each "
+     "pair of judges reached the same outcome, and Cohen's kappa (agreement beyond chance).",
+     "judge_agreement"),
     ("Loss on the held-out test split",
-     "Each test example's reference answer scored under both models (the tokens training's "
-     "loss counts, as `mlx_lm.lora --test` reports): loss per token, perplexity and the mean "
-     "log-likelihood of a reference answer; the CI is of the paired per-example change in "
-     "loss per token (negative: tuned finds the references more likely).",
+     "Each test example scored under both models: `test_loss` / `test_ppl` are what "
+     "`mlx_lm lora --test` prints on the same adapters and data (the run's mask_prompt, rows "
+     "cut at max_seq_length); `answer_loss` is the reference answers' own loss per token, "
+     "`reference_loglik` the mean log-likelihood of an answer. Deltas are tuned minus base of "
+     "the pooled losses (negative: tuned finds the references more likely), with a bootstrap "
+     "interval over examples and a paired permutation p.",
      "test_loss"),
     ("Instruction following (IFEval, IFBench)",
      "lm-evaluation-harness's IFEval checkers on the IFEval-style prompts and IFBench's own "
      "checkers on the IFBench-style ones (`family`): strict on the "
      "response as is, loose after dropping its first/last line or markdown asterisks; "
-     "`prompt` level needs every instruction of a prompt followed.",
+     "`prompt` level needs every instruction of a prompt followed; `instruction` rows per "
+     "instruction type pool that type's instructions.",
      "instruction_following"),
     ("Capability preservation",
      "Log-likelihood multiple choice (lm-evaluation-harness's acc / acc_norm) on the same "
-     "questions for both models; the CI is of the paired per-question difference.",
+     "questions for both models: `lost` questions base got right and tuned wrong, `gained` "
+     "the reverse (`lorascope sql --saved capability_flips` names them); the interval is "
+     "Newcombe's for paired proportions.",
      "capability_preservation"),
     ("lm-eval harness",
      "eval.harness_tasks run by lm-evaluation-harness itself on both models (its own acc / "
@@ -62,14 +85,21 @@ RUN_SECTIONS = (
      "per-document pairing), so it is wider than the paired one above.",
      "harness_deltas"),
     ("Perplexity on held-out text",
-     "Perplexity of both models on the same general-text passages; the CI is of the paired "
-     "per-passage change in NLL per token (positive: tuned finds the text less likely).",
+     "Perplexity of both models on the same general-text passages and the pooled change in "
+     "NLL per token (positive: tuned finds the text less likely), with a bootstrap interval "
+     "over passages and a paired permutation p.",
      "perplexity_preservation"),
     ("Capability gate",
-     "A task fails when its accuracy dropped by more than the allowed amount (and, if "
-     "required, the 95 % CI of the drop excludes 0).",
+     "A task fails when its accuracy dropped by more than the allowed amount (eval."
+     "gate_max_drop) and, if required, the drop is significant: exact McNemar p below alpha "
+     "on the items that flipped.",
      "capability_gate"),
-    ("Failure modes",
+    ("Failure modes: base vs tuned",
+     "Share of prompts whose answer shows each failure mode, base vs tuned on the same "
+     "prompts (`introduced`: prompts only the tuned answer fails this way; `fixed`: the "
+     "reverse).",
+     "failure_mode_changes"),
+    ("Failure modes by category",
      "Generations flagged per failure mode and prompt category (one generation can show "
      "several); `instruction_id` names the instruction a format violation broke.",
      "failure_modes"),
@@ -78,6 +108,12 @@ RUN_SECTIONS = (
      "prompt tokens, mean and largest over heads, and the change in attention entropy "
      "(negative = sharper). Layers with adapters should move most.",
      "attention_shift"),
+    ("Contamination",
+     "Evaluation items that share a 13-gram (normalized as lm-eval's decontamination; a "
+     "text of 8-12 words: the whole text) with the training split. They are left out of "
+     "every comparison above (eval.statistics.exclude_contaminated) and counted there as "
+     "`excluded`; `unchecked` items are too short to check.",
+     "contamination"),
     ("Training curve",
      "Loss per reported step (train: mean since the previous report; valid: held-out split).",
      "train_curve"),
@@ -112,8 +148,10 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
-def render_report(title: str, facts: dict[str, Any], sections: Sequence[Section]) -> str:
+def render_report(title: str, facts: dict[str, Any], sections: Sequence[Section],
+                  preface: str = "") -> str:
     parts = [f"# {title}", "", markdown_table(["", ""], list(facts.items())), ""]
+    parts += [preface, ""] if preface else []
     for section in sections:
         parts += [f"## {section.title}", "", section.intro, "",
                   markdown_table(section.columns, section.rows), "",
@@ -133,6 +171,14 @@ def query_section(
     for key, value in params.items():
         shown = shown.replace(f"${key}", f"'{value}'")
     return Section(title, intro, columns, rows, shown)
+
+
+def statistics_note(context: RunContext) -> str:
+    settings = context.config.eval.statistics
+    (count,) = warehouse.query(context.warehouse, warehouse.report_query("comparison_count"),
+                               {"evaluation_id": context.evaluation_id})[1][0]
+    return STATISTICS_NOTE.format(count=count, correction=CORRECTIONS[settings.correction],
+                                  power=settings.power, alpha=settings.alpha)
 
 
 def run_facts(context: RunContext, prompt_sets: str) -> dict[str, Any]:
@@ -185,7 +231,7 @@ def write_run_report(context: RunContext) -> Path:
                 for title, intro, name in RUN_SECTIONS]
     text = render_report(f"lorascope report: {context.run_id}, evaluation "
                          f"{context.evaluation_id}", run_facts(context, prompt_sets(context)),
-                         sections)
+                         sections, preface=statistics_note(context))
     folder = context.paths.evaluation(context.evaluation_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.md").write_text(text)

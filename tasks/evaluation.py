@@ -5,6 +5,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from lorascope.evaluation.comparisons import compare_run
+from lorascope.evaluation.contamination import contamination_run
 from lorascope.evaluation.gate import record_gate
 from lorascope.evaluation.prompts import EvalPrompt
 from lorascope.evaluation.steps import (
@@ -37,6 +39,12 @@ def prompts_task(context: RunContext) -> list[EvalPrompt]:
     return prompts
 
 
+@task(name="contamination", cache_policy=NO_CACHE)
+def contamination_task(context: RunContext, prompts: list[EvalPrompt]) -> int:
+    """Flag evaluation items whose text overlaps the training data (13-grams)."""
+    return contamination_run(context, prompts, log=get_run_logger().info)
+
+
 @task(name="generate", cache_policy=NO_CACHE, retries=1, task_run_name="generate-{variant}")
 def generate_task(context: RunContext, prompts: list[EvalPrompt], variant: str) -> int:
     return generate_variant(context, prompts, variant, log=get_run_logger().info)
@@ -67,6 +75,12 @@ def capability_task(context: RunContext, variant: str) -> None:
 @task(name="lm-eval", cache_policy=NO_CACHE, task_run_name="lm-eval-{variant}")
 def harness_task(context: RunContext, variant: str) -> int:
     return harness_variant(context, variant, log=get_run_logger().info)
+
+
+@task(name="compare", cache_policy=NO_CACHE)
+def compare_task(context: RunContext) -> int:
+    """Every base-vs-tuned comparison's test, interval, adjusted p and MDE."""
+    return compare_run(context, log=get_run_logger().info)
 
 
 @task(name="capability-gate", cache_policy=NO_CACHE)

@@ -181,3 +181,16 @@ def write_evaluation_rows(path: Path, table: str, rows: list[dict]) -> int:
     """Rows of an evaluation table, in the run's evaluation of the same id (as rows written
     before evaluations existed are migrated)."""
     return write_rows(path, table, [{"evaluation_id": row["run_id"], **row} for row in rows])
+
+
+def write_comparisons(path: Path, evaluation_id: str, seed: int = 0) -> int:
+    """The evaluation's `comparisons`, computed from its rows as the compare step does."""
+    from lorascope.config import StatisticsConfig
+    from lorascope.evaluation.comparisons import comparison_rows
+    from lorascope.warehouse import replace_rows, select_rows
+
+    items = select_rows(path, "paired_items", evaluation_id=evaluation_id)
+    run_ids = {row["evaluation_id"]: row["run_id"] for row in items}
+    rows = [{"evaluation_id": evaluation_id, "run_id": run_ids.get(evaluation_id), **row}
+            for row in comparison_rows(items, set(), StatisticsConfig(resamples=1000), seed)]
+    return replace_rows(path, "comparisons", rows, evaluation_id=evaluation_id)

@@ -8,17 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from lorascope.config import EvalConfig
 from lorascope.evaluation.capability import (
     ChoiceItem,
     boolq_passages,
+    choice_loglikelihoods,
     continuation_ids,
+    item_requests,
     load_task,
     passage_nll,
     score_items,
     sequence_logprobs,
 )
-from lorascope.evaluation.gate import gate_verdicts
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,78 @@ def test_score_items_takes_the_argmax_and_the_length_normalized_argmax(tiny):
                    "correct_norm": bool(np.argmax(per_char) == 0)}
 
 
+def with_greedy_choice(model, tokenizer, item: ChoiceItem) -> ChoiceItem:
+    """The item plus the model's own 3-token greedy continuation as a last choice, so that
+    is-greedy flags are compared when true as well (a random model's are false otherwise)."""
+    import mlx.core as mx
+
+    ids = tokenizer.encode(item.context)
+    for _ in range(3):
+        ids.append(int(mx.argmax(model(mx.array([ids]))[0, -1])))
+    greedy = tokenizer.decode(ids)[len(tokenizer.decode(tokenizer.encode(item.context))):]
+    return ChoiceItem(item.item_id, item.context, [*item.choices, greedy], item.gold)
+
+
+@pytest.fixture(scope="module")
+def mlx_lm_parity(tiny, tiny_mistral_dir):
+    """Some ARC-Easy and HellaSwag items scored by lorascope, 4 items to a batch, and by
+    mlx-lm's lm-eval model (`mlx_lm.evaluate.MLXLM`, one question and one choice at a time).
+
+    Both score the same tokens: MLXLM encodes the context and context + continuation apart
+    and scores the whole's tokens after the context's, lm-eval's HF split and what
+    `continuation_ids` does; `use_chat_template=False` makes it encode plain text with the
+    tokenizer's BOS, as `tokenizer.encode` (and lm-eval's `mlxlm` on a model without a chat
+    template) does."""
+    from lm_eval.api.instance import Instance
+    from mlx_lm.evaluate import MLXLM
+
+    model, tokenizer = tiny
+    items = [with_greedy_choice(model, tokenizer, item) for item in load_task("arc_easy", 6)]
+    items += load_task("hellaswag", 4)
+    ours = choice_loglikelihoods(model, [item_requests(tokenizer, i) for i in items], 4)
+    reference = MLXLM(str(tiny_mistral_dir), use_chat_template=False).loglikelihood([
+        Instance("loglikelihood", {}, (item.context, choice), index)
+        for index, item in enumerate(items) for choice in item.choices
+    ])
+    return model, tokenizer, items, ours, reference
+
+
+def test_choice_log_likelihoods_and_greedy_flags_equal_mlx_lms_lm_eval_model(mlx_lm_parity):
+    *_, ours, reference = mlx_lm_parity
+    flat = [score for item in ours for score in item]
+    assert len(flat) == len(reference)
+    # float32 sums of up to ~60 token log-probabilities, batched and padded vs one at a time
+    assert np.allclose([s for s, _ in flat], [s for s, _ in reference], rtol=1e-5, atol=1e-4)
+    assert [g for _, g in flat] == [bool(g) for _, g in reference]
+    assert any(g for _, g in flat)  # else no true flag was compared
+
+
+def test_a_context_token_budget_batches_one_question_at_a_time_with_the_same_scores(
+    mlx_lm_parity,
+):
+    model, tokenizer, items, batched, _ = mlx_lm_parity
+    requests = [item_requests(tokenizer, item) for item in items]
+    batches = []
+    alone = choice_loglikelihoods(model, requests, batch_size=4, batch_tokens=1,
+                                  progress=lambda done, total: batches.append(done))
+    assert batches == list(range(1, len(items) + 1))
+    assert np.allclose([s for item in alone for s, _ in item],
+                       [s for item in batched for s, _ in item], rtol=1e-5, atol=1e-4)
+
+
+def test_score_items_gives_the_acc_and_acc_norm_of_mlx_lms_log_likelihoods(mlx_lm_parity):
+    model, tokenizer, items, _, reference = mlx_lm_parity
+    expected, cursor = [], 0
+    for item in items:
+        lls = np.array([ll for ll, _ in reference[cursor : cursor + len(item.choices)]])
+        cursor += len(item.choices)
+        lengths = np.array([len(choice.removeprefix(" ")) for choice in item.choices])
+        expected.append((bool(np.argmax(lls) == item.gold),
+                         bool(np.argmax(lls / lengths) == item.gold)))
+    rows = score_items(model, tokenizer, items, batch_size=4)
+    assert [(row["correct"], row["correct_norm"]) for row in rows] == expected
+
+
 def test_passage_nll_scores_every_token_after_the_first_up_to_max_tokens(tiny):
     model, tokenizer = tiny
     passages = boolq_passages(2)
@@ -103,70 +175,3 @@ def test_boolq_passages_are_distinct_and_taken_from_the_end():
     passages = boolq_passages(5)
     assert len({text for _, text in passages}) == 5
     assert passages[0][0] == "boolq/3269"
-
-
-def preservation_row(delta, low, high):
-    return {"evaluation_id": "e", "run_id": "r", "task": "arc_easy", "delta_acc": delta,
-            "delta_acc_ci_low": low,
-            "delta_acc_ci_high": high, "delta_acc_norm": 0.0, "delta_acc_norm_ci_low": -0.1,
-            "delta_acc_norm_ci_high": 0.1}
-
-
-@pytest.mark.parametrize(("delta", "low", "high", "require_ci", "failed"), [
-    (-0.10, -0.15, -0.05, True, True),    # big drop, CI below 0
-    (-0.10, -0.25, 0.05, True, False),    # big drop, but the CI includes 0
-    (-0.10, -0.25, 0.05, False, True),    # ... which counts when the CI is not required
-    (-0.03, -0.05, -0.01, True, False),   # a real drop, within the allowed 0.05
-    (0.10, 0.05, 0.15, True, False),      # an improvement
-])
-def test_gate_fails_a_task_only_beyond_the_allowed_drop_with_statistical_support(
-    delta, low, high, require_ci, failed
-):
-    settings = EvalConfig(gate_max_drop=0.05, gate_require_ci=require_ci)
-    verdicts = gate_verdicts([preservation_row(delta, low, high)], settings)
-    assert [(v["metric"], v["failed"]) for v in verdicts] == [("acc", failed), ("acc_norm", False)]
-
-
-def gate_context(tmp_path, gate: str):
-    from lorascope.config import parse_config
-    from lorascope.runs import RunContext
-
-    config = parse_config({"eval": {"gate": gate, "gate_max_drop": 0.05}})
-    return RunContext(run_id="r", config=config, home=tmp_path, model_path=tmp_path,
-                      data_hash="", code_version="")
-
-
-def write_drop(context):
-    from lorascope import warehouse
-
-    # base right on all 20 items, tuned wrong on 10 of them: delta -0.5, CI well below 0.
-    warehouse.write_rows(context.warehouse, "capability_items", [
-        {"evaluation_id": context.evaluation_id, "run_id": "r", "variant": v,
-         "task": "arc_easy", "item_id": str(i), "correct": v == "base" or i % 2 == 0,
-         "correct_norm": True}
-        for v in ("base", "tuned") for i in range(20)
-    ])
-
-
-def test_gate_fail_records_the_verdicts_then_raises_naming_task_delta_and_ci(tmp_path):
-    from lorascope import warehouse
-    from lorascope.evaluation.gate import CapabilityRegressionError, enforce_gate, record_gate
-
-    context = gate_context(tmp_path, "fail")
-    write_drop(context)
-    message = record_gate(context, log=lambda _: None)
-    with pytest.raises(CapabilityRegressionError, match=r"arc_easy acc -0\.500 \(95 % CI -0\.7"):
-        enforce_gate(context.config.eval, message)
-    rows = warehouse.query(context.warehouse,
-                           "select task, metric, failed from capability_gate order by metric")[1]
-    assert rows == [("arc_easy", "acc", True), ("arc_easy", "acc_norm", False)]
-
-
-def test_gate_mark_records_the_failure_without_raising(tmp_path):
-    from lorascope.evaluation.gate import enforce_gate, record_gate
-
-    context = gate_context(tmp_path, "mark")
-    write_drop(context)
-    message = record_gate(context, log=lambda _: None)
-    assert "eval.gate_max_drop=0.05" in message
-    enforce_gate(context.config.eval, message)

@@ -105,3 +105,12 @@ def test_config_hash_changes_with_any_value_and_not_with_key_order() -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_number_of_training_processes_does_not_change_the_run_id():
+    from lorascope.runs import run_id_for
+
+    one = parse_config({"train": {"batch_size": 4}})
+    two = parse_config({"train": {"batch_size": 4, "ranks": 2}})
+    other = parse_config({"train": {"batch_size": 8}})
+    assert run_id_for(one) == run_id_for(two) != run_id_for(other)

@@ -97,10 +97,10 @@ def test_without_a_declared_goal_the_test_split_is_generated_scored_and_its_loss
                         "where evaluation_id = ? group by variant order by variant", evaluation)
     assert [(v, n) for v, n, *_ in losses] == [("base", 6), ("tuned", 6)]
     assert all(tokens > 0 and nll > 0 for *_, tokens, nll in losses)
-    ((n, base_loss, tuned_loss),) = rows(
-        home, "select n, base_loss, tuned_loss from test_loss where evaluation_id = ?",
-        evaluation)
-    assert n == 6 and base_loss > 0 and tuned_loss > 0
+    ((n, base_loss, tuned_loss, p_value),) = rows(
+        home, "select n, base_test_loss, tuned_test_loss, test_loss_p_value from test_loss "
+              "where evaluation_id = ?", evaluation)
+    assert n == 6 and base_loss > 0 and tuned_loss > 0 and 0 < p_value <= 1
 
 
 def test_nothing_demo_specific_is_scored_or_flagged(home: Path, first_run: dict) -> None:
@@ -183,6 +183,30 @@ def test_lorascope_eval_re_evaluates_a_run_by_id_and_refuses_training_changes(
     assert result.returncode == 0, result.stderr[-3000:]
     assert rows(home, "select count(*) from evaluations where run_id = ?", [run_id]) == [(3,)]
     assert rows(home, "select count(*) from runs") == [(1,)]
+
+
+def test_a_new_goal_reuses_every_answer_and_item_and_scores_only_itself(
+    home: Path, api_url: str, first_run: dict
+) -> None:
+    run_id, first = first_run["run_id"], first_run["evaluation_id"]
+    # The first evaluation's settings (the run's config now holds the last run's), plus a goal.
+    result = lorascope(home, api_url, "eval", run_id, "--set", "eval.max_tokens=4", "--set",
+                       "eval.goal=[{name: has_digit, regex: '[0-9]', match: search}]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "generations landed" not in log
+    for variant in ("base", "tuned"):
+        assert f"reused 6 generations rows (variant={variant})" in log
+        assert f"reused 6 test_losses rows (variant={variant})" in log
+        assert f"reused 4 capability_items rows (variant={variant} task=arc_easy)" in log
+    ((evaluation_id,),) = rows(home, "select evaluation_id from evaluations where "
+                                     "eval_config -> 'goal' ->> '$[0].name' = 'has_digit'")
+    same = rows(home, "select count(*) from generations as a join generations as b using "
+                      "(variant, prompt_id, output_text) where a.evaluation_id = ? and "
+                      "b.evaluation_id = ?", [first, evaluation_id])
+    assert same == [(12,)]
+    assert rows(home, "select count(*) from scores where evaluation_id = ? and metric = "
+                      "'has_digit'", [evaluation_id]) == [(12,)]
 
 
 def test_a_second_writer_of_a_locked_run_exits_at_once_naming_the_holder(

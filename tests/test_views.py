@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import write_evaluation_rows
+from conftest import write_comparisons, write_evaluation_rows
 
 from lorascope.warehouse import (
     WarehouseError,
@@ -208,6 +208,7 @@ def _small_dataset(path: Path) -> None:
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
     _small_dataset(path)
+    write_comparisons(path, RUN)
     return path
 
 
@@ -227,53 +228,61 @@ def test_select_rows_reads_matching_rows_of_a_table_or_view_as_dicts(dataset):
                        prompt_id="p1")
     assert sorted(rows, key=lambda row: row["variant"]) == [
         {"variant": "base", "prompt_id": "p1"}, {"variant": "tuned", "prompt_id": "p1"}]
-    (row,) = select_rows(dataset, "capability_preservation", evaluation_id=RUN)
+    (row,) = select_rows(dataset, "capability_preservation", evaluation_id=RUN, metric="acc")
     assert (row["task"], row["n"]) == ("arc_easy", 4)
     assert select_rows(dataset, "generations", evaluation_id="no-such-evaluation") == []
 
 
-def test_instruction_following_gives_strict_and_loose_accuracy_per_level_on_paired_prompts(
-    dataset,
-):
+def test_instruction_following_gives_strict_and_loose_accuracy_per_level_and_type(dataset):
     rows = query(
         dataset,
-        "select level, instruction_id, n, base_strict_acc, tuned_strict_acc, delta_strict, "
-        "base_loose_acc, tuned_loose_acc, delta_loose from instruction_following "
-        "order by level desc, instruction_id",
+        "select level, instruction_type, strictness, n, base_acc, tuned_acc, delta "
+        "from instruction_following order by level desc, instruction_type, strictness desc",
     )[1]
     _assert_rows_approx(rows, [
         # prompt level: i1 needs both instructions (base strict fails lowercase), i2 one.
-        ("prompt", "(all)", 2, 0.0, 1.0, 1.0, 0.5, 1.0, 0.5),
-        ("instruction", "(all)", 3, 1 / 3, 1.0, 2 / 3, 2 / 3, 1.0, 1 / 3),
-        ("instruction", "change_case:english_lowercase", 1, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0),
-        ("instruction", "punctuation:no_comma", 2, 0.5, 1.0, 0.5, 0.5, 1.0, 0.5),
+        ("prompt", "(all)", "strict", 2, 0.0, 1.0, 1.0),
+        ("prompt", "(all)", "loose", 2, 0.5, 1.0, 0.5),
+        ("instruction", "(all)", "strict", 3, 1 / 3, 1.0, 2 / 3),
+        ("instruction", "(all)", "loose", 3, 2 / 3, 1.0, 1 / 3),
+        ("instruction", "change_case", "strict", 1, 0.0, 1.0, 1.0),
+        ("instruction", "change_case", "loose", 1, 1.0, 1.0, 0.0),
+        ("instruction", "punctuation", "strict", 2, 0.5, 1.0, 0.5),
+        ("instruction", "punctuation", "loose", 2, 0.5, 1.0, 0.5),
     ])
 
 
-def test_capability_preservation_gives_paired_delta_and_95_ci_on_shared_items(dataset):
-    (row,) = _rows_as_dicts(dataset, "select * from capability_preservation")
-    # acc: d = tuned - base = [0, -1, 1, 1], mean 0.25, squared deviations sum to
-    # 0.0625 + 1.5625 + 0.5625 + 0.5625 = 2.75, sample sd = sqrt(2.75 / 3).
-    margin = 1.96 * math.sqrt(2.75 / 3) / math.sqrt(4)
-    # acc_norm: d = [0, 1, 0, 0], mean 0.25, sample sd = sqrt((3 * 0.0625 + 0.5625) / 3) = 0.5.
-    margin_norm = 1.96 * 0.5 / 2
-    expected = {
-        "task": "arc_easy",
-        "n": 4,  # q5 was answered by base only
-        "base_acc": 0.5,
-        "tuned_acc": 0.75,
-        "delta_acc": 0.25,
-        "delta_acc_ci_low": 0.25 - margin,
-        "delta_acc_ci_high": 0.25 + margin,
-        "base_acc_norm": 0.25,
-        "tuned_acc_norm": 0.5,
-        "delta_acc_norm": 0.25,
-        "delta_acc_norm_ci_low": 0.25 - margin_norm,
-        "delta_acc_norm_ci_high": 0.25 + margin_norm,
-    }
-    assert {k: row[k] for k in expected} == pytest.approx(expected)
-    assert row["delta_acc_ci_low"] == pytest.approx(-0.688279, abs=1e-6)
-    assert row["delta_acc_norm_ci_high"] == pytest.approx(0.74)
+def test_every_comparison_carries_its_test_p_adjusted_p_and_mde(dataset):
+    rows = _rows_as_dicts(dataset, "select * from comparisons")
+    assert {r["family"] for r in rows} == {
+        "goal", "instruction_following", "capability", "failure_mode", "perplexity"}
+    for row in rows:
+        assert row["test"] != "none" and row["correction"] == "holm"
+        assert 0 <= row["p_value"] <= row["p_adjusted"] <= 1
+        assert row["ci_low"] <= row["delta"] <= row["ci_high"]
+
+
+def test_capability_preservation_gives_the_paired_exact_test_and_the_flips(dataset):
+    from lorascope.statistics import paired_binary
+
+    rows = _rows_as_dicts(dataset, "select * from capability_preservation order by metric")
+    expected = {"acc": paired_binary(BASE_CORRECT, TUNED_CORRECT),
+                "acc_norm": paired_binary(BASE_NORM, TUNED_NORM)}
+    for row in rows:
+        want = expected[row["metric"]]
+        # q5 was answered by base only: 4 paired items.
+        assert (row["task"], row["n"], row["test"]) == ("arc_easy", 4, want.test)
+        assert (row["lost"], row["gained"]) == want.discordant
+        assert [row[k] for k in ("base_acc", "tuned_acc", "delta", "ci_low", "ci_high",
+                                 "p_value", "mde")] == pytest.approx(
+            [want.base, want.tuned, want.delta, want.ci_low, want.ci_high, want.p_value,
+             want.mde])
+    assert [(r["metric"], r["lost"], r["gained"]) for r in rows] == [
+        ("acc", 1, 2), ("acc_norm", 0, 1)]
+    flips = query(dataset, "select metric, item_id, flip from capability_flips "
+                           "order by metric, item_id")[1]
+    assert flips == [("acc", "q2", "lost"), ("acc", "q3", "gained"), ("acc", "q4", "gained"),
+                     ("acc_norm", "q2", "gained")]
 
 
 def test_goal_improvement_gives_base_and_tuned_means_and_delta_per_domain(dataset):
@@ -285,6 +294,18 @@ def test_goal_improvement_gives_base_and_tuned_means_and_delta_per_domain(datase
         ("in_domain", 2, 1.0, 0.5, -0.5),
         ("out_of_domain", 1, 0.0, 1.0, 1.0),
     ]
+    assert [r["test"] for r in rows] == ["mcnemar_exact", "mcnemar_exact"]
+
+
+def test_failure_mode_changes_compare_each_mode_on_the_prompts_both_answered(dataset):
+    rows = query(dataset, "select mode, n, base_rate, tuned_rate, fixed, introduced "
+                          "from failure_mode_changes order by mode")[1]
+    # Five prompts answered by both (p1, p2, p3, i1, i2).
+    _assert_rows_approx(rows, [
+        ("format_violation", 5, 0.4, 0.0, 2, 0),
+        ("refusal", 5, 0.0, 0.2, 0, 1),
+        ("repetition", 5, 0.2, 0.4, 1, 2),
+    ])
 
 
 def test_regressions_lists_exactly_the_check_base_passed_and_tuned_failed(dataset):
@@ -323,16 +344,21 @@ def test_failure_modes_counts_each_mode_per_instruction_and_category_for_both_va
 
 
 def test_perplexity_preservation_gives_both_perplexities_and_the_paired_nll_change(dataset):
+    from lorascope.statistics import paired_ratio
+
     (row,) = _rows_as_dicts(dataset, "select * from perplexity_preservation")
-    # Passages a and b only (c has no tuned score). Per-token NLL change: a 5/10, b 6/30.
-    margin = 1.96 * math.sqrt(2 * 0.15**2) / math.sqrt(2)
+    # Passages a and b only (c has no tuned score): pooled NLL 50 -> 61 over 40 tokens.
     expected = {
         "corpus": "wiki", "n": 2, "tokens": 40,
         "base_perplexity": math.exp(50 / 40), "tuned_perplexity": math.exp(61 / 40),
-        "delta_nll_per_token": 0.35,
-        "delta_ci_low": 0.35 - margin, "delta_ci_high": 0.35 + margin,
+        "delta_nll_per_token": 11 / 40,
     }
     assert {k: row[k] for k in expected} == pytest.approx(expected)
+    want = paired_ratio([20.0, 30.0], [10.0, 30.0], [25.0, 36.0], [10.0, 30.0], seed=0,
+                        resamples=1000)
+    assert want.delta == pytest.approx(11 / 40)
+    assert (row["delta_ci_low"], row["delta_ci_high"], row["p_value"]) == pytest.approx(
+        (want.ci_low, want.ci_high, want.p_value))
 
 
 def test_generation_throughput_gives_one_row_per_batch_with_its_rates(tmp_path):
@@ -368,6 +394,9 @@ EVALUATION_QUERIES = {
     "perplexity",
     "regressions",
     "failure_modes",
+    "failure_mode_changes",
+    "capability_flips",
+    "comparisons",
     "train_curve",
 }
 

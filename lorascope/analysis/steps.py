@@ -11,9 +11,14 @@ import numpy as np
 from lorascope import warehouse
 from lorascope.analysis.attention import attention_maps, layer_head_rows
 from lorascope.evaluation.prompts import EvalPrompt
+from lorascope.evaluation.reuse import reuse_rows
 from lorascope.models.chat import prompt_tokens
 from lorascope.models.loader import load_model
 from lorascope.runs import RunContext
+
+# The eval settings the attention comparison depends on (the prompts it picks from, how many,
+# how long): evaluations that agree on them share it.
+ATTENTION_SETTINGS = ("prompts", "test_limit", "attention_prompts", "attention_max_tokens")
 
 
 def spread_over_domains(prompts: Sequence[EvalPrompt], count: int) -> list[EvalPrompt]:
@@ -39,6 +44,10 @@ def analyze_attention(
     chosen = spread_over_domains(prompts, settings.attention_prompts)
     if not chosen:
         return 0
+    reused = reuse_rows(context, "attention_heads", ATTENTION_SETTINGS,
+                        ("prompt_id", "layer", "head"), log=log)
+    if reused:
+        return reused
 
     def maps_of(adapters: Path | None) -> tuple[list[list[np.ndarray]], list[list[int]]]:
         model, tokenizer = load_model(context.model_path, context.config.model, adapters,

@@ -23,21 +23,25 @@ def gate_verdicts(rows: list[dict[str, Any]], settings: EvalConfig) -> list[dict
     """The regression gate on capability_preservation rows: one verdict per task and metric.
 
     A task fails when its accuracy dropped by more than gate_max_drop and, with
-    gate_require_ci, the upper end of the 95 % CI of the paired difference is below 0.
+    gate_require_ci, the drop is significant: the exact McNemar test on the items one variant
+    got right and the other wrong gives p < eval.statistics.alpha. (A normal interval of the
+    paired difference is too narrow when few items flip, and tripped on noise.)
     """
+    alpha = settings.statistics.alpha
     verdicts = []
     for row in rows:
-        for metric in ("acc", "acc_norm"):
-            delta = row[f"delta_{metric}"]
-            low, high = row[f"delta_{metric}_ci_low"], row[f"delta_{metric}_ci_high"]
-            supported = high is not None and high < 0
-            failed = delta < -settings.gate_max_drop and (supported or not settings.gate_require_ci)
-            verdicts.append({
-                "evaluation_id": row["evaluation_id"], "run_id": row["run_id"],
-                "task": row["task"], "metric": metric, "delta": delta,
-                "ci_low": low, "ci_high": high, "max_drop": settings.gate_max_drop,
-                "require_ci": settings.gate_require_ci, "failed": failed,
-            })
+        delta, p_value = row["delta"], row["p_value"]
+        significant = p_value is not None and p_value < alpha
+        failed = (delta is not None and delta < -settings.gate_max_drop
+                  and (significant or not settings.gate_require_ci))
+        verdicts.append({
+            "evaluation_id": row["evaluation_id"], "run_id": row["run_id"],
+            "task": row["task"], "metric": row["metric"], "delta": delta,
+            "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p_value": p_value,
+            "alpha": alpha, "lost": row["lost"], "gained": row["gained"],
+            "max_drop": settings.gate_max_drop, "require_ci": settings.gate_require_ci,
+            "failed": failed,
+        })
     return verdicts
 
 
@@ -45,16 +49,22 @@ def _signed(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.3f}"
 
 
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def failure_message(failed: list[dict[str, Any]], settings: EvalConfig) -> str:
     detail = "; ".join(
         f"{v['task']} {v['metric']} {_signed(v['delta'])} "
-        f"(95 % CI {_signed(v['ci_low'])}..{_signed(v['ci_high'])})"
+        f"({v['lost']} items lost, {v['gained']} gained, exact McNemar p = {_p(v['p_value'])})"
         for v in failed
     )
+    significance = (f" and significant at alpha {settings.statistics.alpha}"
+                    if settings.gate_require_ci else "")
     return (
         f"capability regression beyond eval.gate_max_drop={settings.gate_max_drop}"
-        f"{' with the 95 % CI below 0' if settings.gate_require_ci else ''}: {detail}. "
-        "See `lorascope sql --saved capability_gate`; eval.gate=mark only records it."
+        f"{significance}: {detail}. See `lorascope sql --saved capability_gate` (the flipped "
+        "items: `lorascope sql --saved capability_flips`); eval.gate=mark only records it."
     )
 
 

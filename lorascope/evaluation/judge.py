@@ -1,9 +1,12 @@
 """An optional pairwise judge: does a judge model prefer the tuned answer or the base one?
 
 The judge is any OpenAI-compatible chat-completions endpoint (mlx_lm.server, Ollama, vLLM, a
-hosted API), called through the `openai` client at temperature 0. Its prompt is MT-Bench's
-pairwise `pair-v2` (FastChat, llm_judge/data/judge_prompts.jsonl): the question, assistant A's
-answer, assistant B's, and a final verdict "[[A]]", "[[B]]" or "[[C]]" for a tie.
+hosted API), called through the `openai` client at temperature 0, with MT-Bench's pairwise
+prompts (FastChat, llm_judge/data/judge_prompts.jsonl), verbatim: `pair-v2` shows the question,
+assistant A's answer and assistant B's; `pair-math-v1`, which MT-Bench uses for its math,
+reasoning and coding questions (FastChat's NEED_REF_CATS), shows a reference answer as well
+and asks the judge to check both answers against it. Either ends in a verdict "[[A]]", "[[B]]"
+or "[[C]]" for a tie, read as FastChat reads it (the first of A, B, C the reply contains).
 
 Position bias: every prompt is judged twice, base as A (`base_first`) and tuned as A
 (`tuned_first`). The two verdicts combine as MT-Bench's show_result combines them: the winner
@@ -11,10 +14,11 @@ both named, else a tie (orders that disagree are a tie); a prompt where either r
 verdict is `unparsed` and left out of the win rate, as MT-Bench drops its "error" games.
 
 Verdicts land in the warehouse table `judgments` per prompt (both orders in one write) as they
-come, with the judge's model, URL, whole reply and prompt version (`JUDGE_PROMPT_VERSION`: an id
-and the hash of the prompt text). Prompts the evaluation already holds verdicts for, from the
-same judge model and prompt version, are skipped, so an interrupted judging resumes; an endpoint
-that cannot be reached or keeps failing stops it with one `JudgeError`, keeping what was written.
+come, keyed by the judge's model and the version of the prompt it was given (`<id>:<hash of
+the prompt text>`), with its URL, the user prompt it saw and its whole reply. Prompts the
+evaluation already holds verdicts for, from the same judge model and prompt version, are
+skipped, so an interrupted judging resumes; an endpoint that cannot be reached or keeps
+failing stops it with one `JudgeError`, keeping what was written.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,7 +41,6 @@ from lorascope.evaluation.prompts import EvalPrompt
 if TYPE_CHECKING:
     import openai
 
-JUDGE_PROMPT_ID = "mtbench-pair-v2"
 # MT-Bench's pair-v2 judge prompt, verbatim (a test compares it with the package's file).
 SYSTEM_PROMPT = (
     "Please act as an impartial judge and evaluate the quality of the responses provided by two "
@@ -58,13 +60,53 @@ PROMPT_TEMPLATE = (
     "[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n\n"
     "[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]"
 )
-JUDGE_PROMPT_VERSION = JUDGE_PROMPT_ID + ":" + hashlib.sha256(
-    json.dumps([SYSTEM_PROMPT, PROMPT_TEMPLATE]).encode()
-).hexdigest()[:12]
+# MT-Bench's pair-math-v1, verbatim: the reference-guided prompt of its math, reasoning and
+# coding questions.
+MATH_SYSTEM_PROMPT = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two "
+    "AI assistants to the user question displayed below. Your evaluation should consider "
+    "correctness and helpfulness. You will be given a reference answer, assistant A's answer, "
+    "and assistant B's answer. Your job is to evaluate which assistant's answer is better. "
+    "Begin your evaluation by comparing both assistants' answers with the reference answer. "
+    "Identify and correct any mistakes. Avoid any position biases and ensure that the order in "
+    "which the responses were presented does not influence your decision. Do not allow the "
+    "length of the responses to influence your evaluation. Do not favor certain names of the "
+    "assistants. Be as objective as possible. After providing your explanation, output your "
+    'final verdict by strictly following this format: "[[A]]" if assistant A is better, '
+    '"[[B]]" if assistant B is better, and "[[C]]" for a tie.'
+)
+MATH_PROMPT_TEMPLATE = (
+    "[User Question]\n{question}\n\n"
+    "[The Start of Reference Answer]\n{ref_answer_1}\n[The End of Reference Answer]\n\n"
+    "[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n\n"
+    "[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]"
+)
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """A judge prompt: its id (MT-Bench's name, prefixed) and text, versioned by the text."""
+
+    prompt_id: str
+    system: str
+    template: str
+
+    @property
+    def version(self) -> str:
+        """`<id>:<hash of the system prompt and template>`, stored with every verdict."""
+        text = json.dumps([self.system, self.template]).encode()
+        return f"{self.prompt_id}:{hashlib.sha256(text).hexdigest()[:12]}"
+
+
+PAIR_V2 = JudgePrompt("mtbench-pair-v2", SYSTEM_PROMPT, PROMPT_TEMPLATE)
+PAIR_MATH_V1 = JudgePrompt("mtbench-pair-math-v1", MATH_SYSTEM_PROMPT, MATH_PROMPT_TEMPLATE)
+JUDGE_PROMPT_ID = PAIR_V2.prompt_id
+JUDGE_PROMPT_VERSION = PAIR_V2.version
+# FastChat's NEED_REF_CATS: MT-Bench judges these categories with pair-math-v1 and a reference.
+REFERENCE_CATEGORIES = ("math", "reasoning", "coding", "arena-hard-200")
 
 # Who is assistant A and who is B in each order.
 ORDERS = {"base_first": ("base", "tuned"), "tuned_first": ("tuned", "base")}
-VERDICT_MARK = re.compile(r"\[\[([ABC])\]\]")
 Z_95 = 1.96
 # Sent as the API key to servers that need none: the openai client refuses an empty one.
 NO_API_KEY = "not-needed"
@@ -92,6 +134,12 @@ class JudgePair:
     question: str
     base_answer: str
     tuned_answer: str
+    reference: str | None = None  # given: judged against it with pair-math-v1
+
+    @property
+    def judge_prompt(self) -> JudgePrompt:
+        """The prompt judge_messages gives the judge for this pair."""
+        return PAIR_MATH_V1 if self.reference else PAIR_V2
 
 
 @dataclass(frozen=True)
@@ -106,18 +154,21 @@ class WinRate:
     ci_high: float | None
 
 
-def judge_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
-    """The chat messages that ask the judge to compare answer A with answer B."""
-    user = PROMPT_TEMPLATE.format(question=question, answer_a=answer_a, answer_b=answer_b)
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+def judge_messages(
+    question: str, answer_a: str, answer_b: str, reference: str | None = None
+) -> list[dict[str, str]]:
+    """The chat messages that ask the judge to compare answer A with answer B: pair-v2, or
+    pair-math-v1 with the reference answer when there is one."""
+    prompt = PAIR_MATH_V1 if reference else PAIR_V2
+    user = prompt.template.format(question=question, ref_answer_1=reference, answer_a=answer_a,
+                                  answer_b=answer_b)  # pair-v2 has no {ref_answer_1}
+    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]
 
 
 def parse_verdict(reply: str) -> str | None:
-    """"A", "B" or "C" (tie): the last verdict mark in the reply, None if it has none. The last,
-    where MT-Bench takes the first it finds in the order A, B, C: the verdict comes after the
-    explanation, which may quote the format ("[[A]]" if ...)."""
-    marks = VERDICT_MARK.findall(reply)
-    return marks[-1] if marks else None
+    """"A", "B" or "C" (tie), as FastChat's run_judge_pair reads a reply: "[[A]]" if the reply
+    contains it anywhere, else "[[B]]", else "[[C]]"; None (FastChat's "error") without any."""
+    return next((mark for mark in "ABC" if f"[[{mark}]]" in reply), None)
 
 
 def order_verdict(order: str, mark: str | None) -> str:
@@ -162,16 +213,37 @@ def pair_messages(pair: JudgePair, order: str) -> list[dict[str, str]]:
     """The judge's messages for one order of a pair: base as A (base_first) or tuned as A."""
     answers = {"base": pair.base_answer, "tuned": pair.tuned_answer}
     first, second = ORDERS[order]
-    return judge_messages(pair.question, answers[first], answers[second])
+    return judge_messages(pair.question, answers[first], answers[second], pair.reference)
+
+
+def in_reference_category(prompt: EvalPrompt, reference_categories: Iterable[str]) -> bool:
+    """Whether the prompt's category, without its set's prefix (mtbench:math is math), is one
+    the judge judges against a reference."""
+    return prompt.category.rsplit(":", 1)[-1] in set(reference_categories)
+
+
+def judge_reference(
+    prompt: EvalPrompt, reference_categories: Iterable[str], references: dict[str, str]
+) -> str | None:
+    """The reference answer the judge gets for `prompt`: in a reference category, the one
+    `references` gives by prompt id (MT-Bench's judge references), else the prompt's own; None
+    outside those categories, and when there is none (then judged with pair-v2)."""
+    if not in_reference_category(prompt, reference_categories):
+        return None
+    return references.get(prompt.prompt_id) or prompt.reference or None
 
 
 def make_pairs(
-    prompts: Iterable[EvalPrompt], base_outputs: dict[str, str], tuned_outputs: dict[str, str]
+    prompts: Iterable[EvalPrompt], base_outputs: dict[str, str], tuned_outputs: dict[str, str],
+    reference_categories: Iterable[str] = (), references: dict[str, str] | None = None,
 ) -> list[JudgePair]:
     """A pair per prompt that has both a base and a tuned answer (outputs by prompt id); the
-    question is the prompt's last user turn, as MT-Bench's pair-v2 shows one question."""
+    question is the prompt's last user turn, as MT-Bench's prompts show one question, and the
+    reference is judge_reference's."""
+    categories = tuple(reference_categories)
     return [
-        JudgePair(p.prompt_id, p.user_text, base_outputs[p.prompt_id], tuned_outputs[p.prompt_id])
+        JudgePair(p.prompt_id, p.user_text, base_outputs[p.prompt_id], tuned_outputs[p.prompt_id],
+                  judge_reference(p, categories, references or {}))
         for p in prompts
         if p.prompt_id in base_outputs and p.prompt_id in tuned_outputs
     ]
@@ -185,25 +257,28 @@ def judge_pairs(
     endpoint: JudgeEndpoint,
     log: Callable[[str], None] = print,
 ) -> int:
-    """Judge every pair not yet judged for the evaluation by this judge model and prompt
-    version, in both orders, landing each prompt's two verdicts in `judgments` as they come.
-    Returns how many prompts were judged now. Raises JudgeError when the endpoint cannot be
-    reached or fails after its retries; verdicts already written stay, and a second call
-    resumes with the prompts still missing."""
+    """Judge every pair not yet judged for the evaluation by this judge model with the prompt
+    version it gets now, in both orders, landing each prompt's two verdicts in `judgments` as
+    they come. Returns how many prompts were judged now. Raises JudgeError when the endpoint
+    cannot be reached or fails after its retries; verdicts already written stay, and a second
+    call resumes with the prompts still missing."""
     with warehouse.connect(warehouse_path):
         pass  # creates the warehouse, or brings its schema up to date, before it is read
-    done = judged_prompt_ids(warehouse_path, evaluation_id, endpoint.model)
-    todo = [pair for pair in pairs if pair.prompt_id not in done]
+    done = judged_prompts(warehouse_path, evaluation_id, endpoint.model)
+    todo = [pair for pair in pairs if (pair.prompt_id, pair.judge_prompt.version) not in done]
     if not todo:
-        log(f"judge: all {len(pairs)} prompts already judged for {evaluation_id}")
+        log(f"judge {endpoint.model}: all {len(pairs)} prompts already judged for "
+            f"{evaluation_id}")
         return 0
+    with_reference = sum(1 for pair in todo if pair.reference)
     log(f"judge {endpoint.model} at {endpoint.url}: {len(todo)} prompts to judge in both "
-        f"orders ({len(pairs) - len(todo)} already judged)")
+        f"orders ({len(pairs) - len(todo)} already judged; {with_reference} against a "
+        f"reference answer with {PAIR_MATH_V1.prompt_id}, the rest with {PAIR_V2.prompt_id})")
     client = judge_client(endpoint)
     for number, pair in enumerate(todo, start=1):
+        messages = {order: pair_messages(pair, order) for order in ORDERS}
         try:
-            replies = {order: ask_judge(client, endpoint, pair_messages(pair, order))
-                       for order in ORDERS}
+            replies = {order: ask_judge(client, endpoint, messages[order]) for order in ORDERS}
         except JudgeError as error:
             judged = len(pairs) - len(todo) + number - 1
             raise JudgeError(f"{error} {judged} of {len(pairs)} prompts are judged and kept; "
@@ -214,23 +289,27 @@ def judge_pairs(
         warehouse.write_rows(warehouse_path, "judgments", [
             {"evaluation_id": evaluation_id, "run_id": run_id, "prompt_id": pair.prompt_id,
              "judge_order": order, "verdict": verdicts[order], "judge_model": endpoint.model,
-             "judge_url": endpoint.url, "judge_prompt_version": JUDGE_PROMPT_VERSION,
-             "raw_reply": reply, "created_at": created_at}
+             "judge_url": endpoint.url, "judge_prompt_version": pair.judge_prompt.version,
+             "user_prompt": messages[order][-1]["content"], "raw_reply": reply,
+             "created_at": created_at}
             for order, reply in replies.items()
         ])
-        log(f"judge {number}/{len(todo)} {pair.prompt_id}: base_first {verdicts['base_first']}, "
-            f"tuned_first {verdicts['tuned_first']} -> "
+        log(f"judge {endpoint.model} {number}/{len(todo)} {pair.prompt_id}: base_first "
+            f"{verdicts['base_first']}, tuned_first {verdicts['tuned_first']} -> "
             f"{combine_orders(verdicts['base_first'], verdicts['tuned_first'])}")
     return len(todo)
 
 
-def judged_prompt_ids(warehouse_path: Path, evaluation_id: str, judge_model: str) -> set[str]:
-    """Prompts of the evaluation with both orders judged by this model and prompt version."""
-    rows = warehouse.select_rows(warehouse_path, "judgments", ["prompt_id"],
-                                 evaluation_id=evaluation_id, judge_model=judge_model,
-                                 judge_prompt_version=JUDGE_PROMPT_VERSION)
-    orders = Counter(row["prompt_id"] for row in rows)
-    return {prompt_id for prompt_id, count in orders.items() if count == len(ORDERS)}
+def judged_prompts(
+    warehouse_path: Path, evaluation_id: str, judge_model: str
+) -> set[tuple[str, str]]:
+    """(prompt id, prompt version) of the evaluation's prompts judged in both orders by this
+    judge model."""
+    rows = warehouse.select_rows(warehouse_path, "judgments",
+                                 ["prompt_id", "judge_prompt_version"],
+                                 evaluation_id=evaluation_id, judge_model=judge_model)
+    orders = Counter((row["prompt_id"], row["judge_prompt_version"]) for row in rows)
+    return {key for key, count in orders.items() if count == len(ORDERS)}
 
 
 def judge_client(endpoint: JudgeEndpoint) -> openai.OpenAI:

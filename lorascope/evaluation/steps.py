@@ -18,17 +18,21 @@ from lorascope.evaluation.capability import (
     PERPLEXITY_CORPORA,
     load_task,
     passage_nll,
-    reference_nll,
     score_items,
 )
 from lorascope.evaluation.generation import generate_answers
+from lorascope.evaluation.heldout_loss import example_losses, loss_examples
+from lorascope.evaluation.heldout_loss import summary as test_loss_summary
 from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, sample, test_example_id
+from lorascope.evaluation.reuse import reuse_rows
 from lorascope.evaluation.scoring import score_generation
 from lorascope.models.loader import load_model
 from lorascope.runs import RunContext, utc_now
-from lorascope.training.trainer import tokenize_examples
 
 VARIANTS = ("base", "tuned")
+# The eval settings an answer depends on (with the adapters, the code and the run's seed):
+# evaluations that agree on them share their generations.
+GENERATION_SETTINGS = ("prompts", "test_limit", "max_tokens", "temperature", "batch_size")
 
 
 def load_variant(context: RunContext, variant: str) -> tuple[Any, Any]:
@@ -79,7 +83,11 @@ def generate_variant(
     context: RunContext, prompts: list[EvalPrompt], variant: str,
     log: Callable[[str], None] = print,
 ) -> int:
-    """Generate the variant's answers for every prompt it has none for yet."""
+    """Generate the variant's answers for every prompt it has none for yet (an earlier
+    evaluation's answers to the same prompts, from the same settings, are copied)."""
+    wanted = {p.prompt_id for p in prompts}
+    reuse_rows(context, "generations", GENERATION_SETTINGS, ("prompt_id",),
+               lambda row: row["prompt_id"] in wanted, log=log, variant=variant)
     done = stored_values(context, "generations", "prompt_id", variant=variant)
     if len(done) >= len(prompts):
         log(f"{variant}: all {len(prompts)} generations already in the warehouse")
@@ -141,23 +149,30 @@ def score_run(context: RunContext, prompts: list[EvalPrompt]) -> int:
 
 
 def test_loss_variant(context: RunContext, variant: str, log: Callable[[str], None] = print) -> int:
-    """Per test example, the NLL of its reference answer (the tokens training's loss counts)
-    under one variant, into `test_losses`; examples already stored are skipped."""
+    """Per test example under one variant, into `test_losses`: what `mlx_lm lora --test` sums
+    (tokens, nll: the run's mask_prompt and max_seq_length) and its reference answer's NLL
+    (answer_tokens, answer_nll). Examples already stored with both are skipped."""
     examples = test_examples(context)
-    done = stored_values(context, "test_losses", "example_id", variant=variant)
+    # The example ids number the sampled test split, the same for the same test_limit.
+    reuse_rows(context, "test_losses", ("test_limit",), ("example_id",),
+               lambda row: row["nll"] is not None, log=log, variant=variant)
+    stored = warehouse.select_rows(context.warehouse, "test_losses", ["example_id", "nll"],
+                                   evaluation_id=context.evaluation_id, variant=variant)
+    done = {row["example_id"] for row in stored if row["nll"] is not None}
     todo = [(test_example_id(i), record) for i, record in enumerate(examples)
             if test_example_id(i) not in done]
     if not todo:
         log(f"{variant} test loss: all {len(examples)} examples already in the warehouse")
         return 0
     model, tokenizer = load_variant(context, variant)
-    tokenized = tokenize_examples([record for _, record in todo], tokenizer, mask_prompt=True)
+    train = context.config.train
+    losses = example_losses(
+        model, loss_examples([record for _, record in todo], tokenizer, train.mask_prompt),
+        context.config.data.max_seq_length, train.batch_size)
     rows = [{**evaluation_key(context), "variant": variant, "example_id": example_id, **row}
-            for (example_id, _), row in zip(todo, reference_nll(model, tokenized), strict=True)]
+            for (example_id, _), row in zip(todo, losses, strict=True)]
     warehouse.write_rows(context.warehouse, "test_losses", rows)
-    tokens = sum(r["tokens"] for r in rows)
-    log(f"{variant} test loss: {sum(r['nll'] for r in rows) / max(tokens, 1):.4f} per token "
-        f"over {len(rows)} examples ({tokens} tokens)")
+    log(f"{variant}: {test_loss_summary(rows)}")
     return len(rows)
 
 
@@ -169,8 +184,13 @@ def capability_variant(
     key = {**evaluation_key(context), "variant": variant}
     loaded: tuple[Any, Any] | None = None
     for name in settings.capability_tasks:
+        task_items = load_task(name, settings.capability_limit)
+        wanted = {i.item_id for i in task_items}
+        reuse_rows(context, "capability_items", (), ("item_id",),
+                   lambda row, wanted=wanted: row["item_id"] in wanted, log=log,
+                   variant=variant, task=name)
         done = stored_values(context, "capability_items", "item_id", variant=variant, task=name)
-        items = [i for i in load_task(name, settings.capability_limit) if i.item_id not in done]
+        items = [i for i in task_items if i.item_id not in done]
         if not items:
             log(f"{variant} {name}: all items already in the warehouse")
             continue
@@ -181,10 +201,14 @@ def capability_variant(
         accuracy = sum(r["correct"] for r in rows) / len(rows)
         log(f"{variant} {name}: acc {accuracy:.3f} on {len(rows)} items")
     for corpus in settings.perplexity_corpora if settings.perplexity_limit else []:
+        corpus_passages = PERPLEXITY_CORPORA[corpus](settings.perplexity_limit)
+        wanted = {p[0] for p in corpus_passages}
+        reuse_rows(context, "perplexity_items", (), ("item_id",),
+                   lambda row, wanted=wanted: row["item_id"] in wanted, log=log,
+                   variant=variant, corpus=corpus)
         done = stored_values(context, "perplexity_items", "item_id", variant=variant,
                              corpus=corpus)
-        passages = [p for p in PERPLEXITY_CORPORA[corpus](settings.perplexity_limit)
-                    if p[0] not in done]
+        passages = [p for p in corpus_passages if p[0] not in done]
         if not passages:
             log(f"{variant} {corpus}: all passages already in the warehouse")
             continue
@@ -229,19 +253,51 @@ def harness_variant(context: RunContext, variant: str, log: Callable[[str], None
 
 def judge_run(context: RunContext, prompts: list[EvalPrompt],
               log: Callable[[str], None] = print) -> int:
-    """Base vs tuned answers judged pairwise (eval.judge) into `judgments`; prompts already
-    judged by the same judge are skipped, so an interrupted judging resumes."""
-    from lorascope.evaluation.judge import JudgeEndpoint, judge_pairs, make_pairs
+    """Base vs tuned answers judged pairwise into `judgments` by each judge of eval.judge (one
+    or a list), one judge after another; prompts a judge already judged with the same prompt
+    version are skipped, so an interrupted judging resumes. A judge that fails does not stop
+    the next: their errors are raised together at the end, every verdict written kept."""
+    from lorascope.evaluation.judge import (
+        JudgeEndpoint,
+        JudgeError,
+        in_reference_category,
+        judge_pairs,
+        make_pairs,
+    )
+    from lorascope.evaluation.mtbench import mtbench_judge_references
 
     settings = context.config.eval.judge
     assert settings is not None
-    chosen = [p for p in prompts
-              if settings.prompt_sets is None or p.source in settings.prompt_sets]
     outputs: dict[str, dict[str, str]] = {"base": {}, "tuned": {}}
     for row in warehouse.select_rows(context.warehouse, "generations",
                                      ["variant", "prompt_id", "output_text"],
                                      evaluation_id=context.evaluation_id):
         outputs[row["variant"]][row["prompt_id"]] = row["output_text"]
-    endpoint = JudgeEndpoint(**settings.model_dump(exclude={"prompt_sets"}))
-    return judge_pairs(context.warehouse, context.evaluation_id, context.run_id,
-                       make_pairs(chosen, outputs["base"], outputs["tuned"]), endpoint, log)
+    mtbench = {p.prompt_id for p in prompts if p.source == "mtbench"}
+    references = ({prompt_id: answer for prompt_id, answer in mtbench_judge_references().items()
+                   if prompt_id in mtbench} if mtbench else {})
+    judged, errors = 0, []
+    for judge in settings if isinstance(settings, list) else [settings]:
+        chosen = [p for p in prompts
+                  if judge.prompt_sets is None or p.source in judge.prompt_sets]
+        pairs = make_pairs(chosen, outputs["base"], outputs["tuned"],
+                           judge.reference_categories, references)
+        with_reference = {pair.prompt_id for pair in pairs if pair.reference}
+        unreferenced = [p.prompt_id for p in chosen if p.prompt_id not in with_reference
+                        and in_reference_category(p, judge.reference_categories)]
+        if unreferenced:
+            log(f"judge {judge.model}: {len(unreferenced)} prompts of a reference category "
+                f"have no reference answer and are judged with pair-v2 ({unreferenced[0]}, ...)")
+        endpoint = JudgeEndpoint(**judge.model_dump(exclude={"prompt_sets",
+                                                             "reference_categories"}))
+        try:
+            judged += judge_pairs(context.warehouse, context.evaluation_id, context.run_id,
+                                  pairs, endpoint, log)
+        except JudgeError as error:
+            errors.append(error)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise JudgeError(" ".join(f"({number}) {error}"
+                                  for number, error in enumerate(errors, start=1)))
+    return judged

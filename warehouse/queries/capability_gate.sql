@@ -8,6 +8,10 @@ select
     round(delta, 3) as delta,
     round(ci_low, 3) as ci_low,
     round(ci_high, 3) as ci_high,
+    lost,
+    gained,
+    round(p_value, 4) as p,
+    alpha,
     max_drop,
     require_ci,
     failed

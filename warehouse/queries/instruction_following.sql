@@ -1,19 +1,23 @@
--- Did instruction following improve? IFEval (lm-eval's checkers) and IFBench accuracies,
--- strict and loose, prompt and instruction level, of base and tuned, latest evaluation first;
--- '(all)' rows pool a family's instructions.
+-- Did instruction following improve? IFEval (lm-eval's checkers) and IFBench accuracies of
+-- base and tuned per level, instruction type and strictness, with the change's interval, p,
+-- adjusted p and minimum detectable effect, latest evaluation first; '(all)' rows pool a
+-- family's instructions.
 select
     instruction_following.evaluation_id,
     instruction_following.run_id,
     family,
     level,
-    instruction_id,
+    instruction_type,
+    strictness,
     n,
-    round(base_strict_acc, 3) as base_strict,
-    round(tuned_strict_acc, 3) as tuned_strict,
-    round(delta_strict, 3) as delta_strict,
-    round(base_loose_acc, 3) as base_loose,
-    round(tuned_loose_acc, 3) as tuned_loose,
-    round(delta_loose, 3) as delta_loose
+    round(base_acc, 3) as base_acc,
+    round(tuned_acc, 3) as tuned_acc,
+    round(delta, 3) as delta,
+    round(ci_low, 3) as ci_low,
+    round(ci_high, 3) as ci_high,
+    round(p_value, 4) as p,
+    round(p_adjusted, 4) as p_adjusted,
+    round(mde, 3) as mde
 from instruction_following
 left join evaluations on instruction_following.evaluation_id = evaluations.evaluation_id
 order by
@@ -21,5 +25,6 @@ order by
     instruction_following.evaluation_id,
     family desc,
     level desc,
-    instruction_id = '(all)' desc,
-    instruction_id
+    instruction_type = '(all)' desc,
+    instruction_type,
+    strictness desc

@@ -4,7 +4,7 @@ select
     evaluation_id,
     run_id,
     judge_model,
-    judge_prompt_version,
+    judge_prompt_versions,
     prompts,
     tuned_wins,
     base_wins,

@@ -6,11 +6,15 @@ select
     kind,
     subject,
     metric,
+    n,
     base,
     tuned,
     delta,
     ci_low,
-    ci_high
+    ci_high,
+    p_value,
+    p_adjusted,
+    mde
 from experiment_results
 where experiment_id = $experiment_id
 order by kind, subject, metric, position

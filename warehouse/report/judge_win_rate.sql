@@ -1,5 +1,5 @@
--- Pairwise judge: how often the judge preferred the tuned answer over the base one.
+-- Pairwise judge: how often each judge preferred the tuned answer over the base one.
 select * exclude (evaluation_id, run_id)
 from judge_win_rate
 where evaluation_id = $evaluation_id
-order by judged_at desc, judge_model, judge_prompt_version
+order by judge_model

@@ -1,4 +1,5 @@
--- Loss, perplexity and reference log-likelihood on the held-out test split, base vs tuned.
+-- On the held-out test split, base vs tuned: `mlx_lm lora --test`'s test loss and perplexity,
+-- the reference answers' own loss and mean log-likelihood, pooled changes.
 select * exclude (evaluation_id, run_id)
 from test_loss
 where evaluation_id = $evaluation_id

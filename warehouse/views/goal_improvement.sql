@@ -1,33 +1,30 @@
--- Goal improvement: per run, prompt domain and metric, the mean score of base and of tuned on
--- the same prompts (paired_scores), and the difference tuned - base.
+-- Goal improvement: per evaluation, prompt domain and metric, the mean score of base and of
+-- tuned on the same prompts and the difference tuned - base, with its test (exact McNemar for
+-- pass/fail scores, a paired permutation test for continuous ones), interval, p adjusted over
+-- the evaluation's comparisons, and the minimum detectable effect (comparisons).
 create or replace view goal_improvement as
 
 with
 
-paired_scores as (
-    select * from paired_scores
-),
-
-per_metric as (
-    select
-        evaluation_id,
-        run_id,
-        domain,
-        metric,
-        count(*) as n,
-        avg(base_value) as base_mean,
-        avg(tuned_value) as tuned_mean
-    from paired_scores
-    group by evaluation_id, run_id, domain, metric
+comparisons as (
+    select * from comparisons
 )
 
 select
     evaluation_id,
     run_id,
-    domain,
+    slice as domain,
     metric,
     n,
-    base_mean,
-    tuned_mean,
-    tuned_mean - base_mean as delta
-from per_metric
+    excluded,
+    base as base_mean,
+    tuned as tuned_mean,
+    delta,
+    ci_low,
+    ci_high,
+    p_value,
+    p_adjusted,
+    mde,
+    test
+from comparisons
+where family = 'goal'

@@ -1,43 +1,24 @@
--- Pairwise judge, tuned vs base: per evaluation (and judge), the prompts judged in both orders,
--- their outcomes and the tuned model's win rate (wins + ties / 2) / prompts with its 95 %
--- Wilson score interval. A prompt's outcome is the winner both orders named; orders that
--- disagree count as a tie (inconsistent counts those), as MT-Bench scores them. Prompts where
--- the judge named no winner in either order are left out of the rate and counted as unparsed,
--- as MT-Bench drops its "error" games. The interval is lorascope.evaluation.judge.win_rate's:
--- Wilson's with the tie-adjusted rate in place of a proportion (ties vary less than a win or a
--- loss, so it is a little wide, never too narrow).
+-- Pairwise judge, tuned vs base: per evaluation and judge, the prompts judged in both orders,
+-- their outcomes (judge_outcomes) and the tuned model's win rate (wins + ties / 2) / prompts
+-- with its 95 % Wilson score interval. Orders that disagree count as a tie (inconsistent
+-- counts those), as MT-Bench scores them. Prompts where the judge named no winner in either
+-- order are left out of the rate and counted as unparsed, as MT-Bench drops its "error" games.
+-- judge_prompt_versions lists the prompts the judge was given (pair-v2, and pair-math-v1 for
+-- reference-guided prompts). The interval is lorascope.evaluation.judge.win_rate's: Wilson's
+-- with the tie-adjusted rate in place of a proportion (ties vary less than a win or a loss, so
+-- it is a little wide, never too narrow). p_value is the exact sign test of tuned wins
+-- against base wins (comparisons, family 'judge'), p_adjusted over the evaluation's
+-- comparisons.
 create or replace view judge_win_rate as
 
 with
 
-judgments as (
-    select * from judgments
-),
-
-prompt_orders as (
-    select
-        evaluation_id,
-        run_id,
-        judge_model,
-        judge_prompt_version,
-        prompt_id,
-        any_value(verdict) filter (where judge_order = 'base_first') as base_first,
-        any_value(verdict) filter (where judge_order = 'tuned_first') as tuned_first,
-        max(created_at) as judged_at
-    from judgments
-    group by evaluation_id, run_id, judge_model, judge_prompt_version, prompt_id
+comparisons as (
+    select * from comparisons
 ),
 
 outcomes as (
-    select
-        *,
-        case
-            when base_first = 'unparsed' or tuned_first = 'unparsed' then 'unparsed'
-            when base_first = tuned_first then base_first
-            else 'tie'
-        end as outcome
-    from prompt_orders
-    where base_first is not null and tuned_first is not null
+    select * from judge_outcomes
 ),
 
 counts as (
@@ -45,7 +26,8 @@ counts as (
         evaluation_id,
         run_id,
         judge_model,
-        judge_prompt_version,
+        string_agg(distinct judge_prompt_version, ', ' order by judge_prompt_version)
+            as judge_prompt_versions,
         count(*) filter (where outcome != 'unparsed') as prompts,
         count(*) filter (where outcome = 'tuned') as tuned_wins,
         count(*) filter (where outcome = 'base') as base_wins,
@@ -54,7 +36,7 @@ counts as (
         count(*) filter (where outcome = 'unparsed') as unparsed,
         max(judged_at) as judged_at
     from outcomes
-    group by evaluation_id, run_id, judge_model, judge_prompt_version
+    group by evaluation_id, run_id, judge_model
 ),
 
 rates as (
@@ -74,10 +56,10 @@ wilson as (
 )
 
 select
-    evaluation_id,
-    run_id,
+    wilson.evaluation_id,
+    wilson.run_id,
     judge_model,
-    judge_prompt_version,
+    judge_prompt_versions,
     prompts,
     tuned_wins,
     base_wins,
@@ -87,5 +69,11 @@ select
     win_rate,
     center - margin as win_rate_ci_low,
     center + margin as win_rate_ci_high,
+    comparisons.p_value,
+    comparisons.p_adjusted,
     judged_at
 from wilson
+left join comparisons
+    on wilson.evaluation_id = comparisons.evaluation_id
+    and comparisons.family = 'judge'
+    and wilson.judge_model = comparisons.slice

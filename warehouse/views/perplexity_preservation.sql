@@ -1,56 +1,50 @@
--- Perplexity preservation: per run and held-out corpus, base and tuned perplexity over the
--- same passages (exp of total NLL / total tokens), and the paired change in NLL per token,
--- d_i = tuned_i - base_i per passage, mean(d) ± 1.96 · sd(d) / √n. Positive means the tuned
--- model finds general text less likely.
+-- Perplexity preservation: per evaluation and held-out corpus, base and tuned perplexity over
+-- the same passages (exp of total NLL / total tokens), and the change in NLL per token of those
+-- pooled numbers, (Σ tuned_i - Σ base_i) / Σ tokens_i = ln(tuned_perplexity / base_perplexity).
+-- Positive means the tuned model finds general text less likely. Interval, p and MDE of that
+-- change: comparisons (family 'perplexity', passages resampled).
 create or replace view perplexity_preservation as
 
 with
 
-perplexity_items as (
-    select * from perplexity_items
+paired_items as (
+    select * from paired_items
 ),
 
-paired as (
-    select
-        base.evaluation_id,
-        base.run_id,
-        base.corpus,
-        base.tokens,
-        base.nll as base_nll,
-        tuned.nll as tuned_nll,
-        (tuned.nll - base.nll) / base.tokens as diff
-    from perplexity_items as base
-    inner join perplexity_items as tuned
-        on base.evaluation_id = tuned.evaluation_id
-        and base.corpus = tuned.corpus
-        and base.item_id = tuned.item_id
-    where base.variant = 'base' and tuned.variant = 'tuned'
+comparisons as (
+    select * from comparisons
 ),
 
 per_corpus as (
     select
         evaluation_id,
         run_id,
-        corpus,
+        slice as corpus,
         count(*) as n,
-        sum(tokens) as tokens,
-        exp(sum(base_nll) / sum(tokens)) as base_perplexity,
-        exp(sum(tuned_nll) / sum(tokens)) as tuned_perplexity,
-        avg(diff) as delta_nll_per_token,
-        paired_ci95_margin(diff) as margin
-    from paired
-    group by evaluation_id, run_id, corpus
+        sum(base_weight)::bigint as tokens,
+        sum(base_value) / nullif(sum(base_weight), 0) as base_nll_per_token,
+        sum(tuned_value) / nullif(sum(tuned_weight), 0) as tuned_nll_per_token
+    from paired_items
+    where family = 'perplexity'
+    group by evaluation_id, run_id, slice
 )
 
 select
-    evaluation_id,
-    run_id,
+    per_corpus.evaluation_id,
+    per_corpus.run_id,
     corpus,
-    n,
+    per_corpus.n,
     tokens,
-    base_perplexity,
-    tuned_perplexity,
-    delta_nll_per_token,
-    delta_nll_per_token - margin as delta_ci_low,
-    delta_nll_per_token + margin as delta_ci_high
+    exp(base_nll_per_token) as base_perplexity,
+    exp(tuned_nll_per_token) as tuned_perplexity,
+    tuned_nll_per_token - base_nll_per_token as delta_nll_per_token,
+    comparisons.ci_low as delta_ci_low,
+    comparisons.ci_high as delta_ci_high,
+    comparisons.p_value,
+    comparisons.p_adjusted,
+    comparisons.mde
 from per_corpus
+left join comparisons
+    on per_corpus.evaluation_id = comparisons.evaluation_id
+    and comparisons.family = 'perplexity'
+    and per_corpus.corpus = comparisons.slice

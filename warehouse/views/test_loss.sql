@@ -1,59 +1,78 @@
 -- Test loss: per evaluation, the reference answers of the run's held-out test split scored
--- under base and tuned (the tokens training's loss counts). Loss per token and perplexity
--- pool all tokens; the mean reference log-likelihood is per example; the CI is of the paired
--- per-example change in loss per token, d_i = (tuned_i - base_i) / tokens_i. Negative: the
--- tuned model finds the references more likely.
+-- under base and tuned, on the same examples. test_loss and test_ppl are `mlx_lm lora --test`'s
+-- "Test loss, Test ppl" (table test_losses' tokens and nll: the run's mask_prompt, rows cut at
+-- max_seq_length, the target past each row's end), pooled over all tokens. answer_loss pools
+-- the reference answers' own tokens (answer_tokens, answer_nll); reference_loglik is the mean
+-- per example of an answer's log-likelihood. Each delta is tuned minus base of the pooled
+-- numbers beside it; negative: the tuned model finds the held-out answers more likely. Its
+-- interval (bootstrap over examples), p (examples' base and tuned swapped at random) and MDE
+-- come from comparisons (family 'test_loss').
 create or replace view test_loss as
 
 with
 
-test_losses as (
-    select * from test_losses
+paired_items as (
+    select * from paired_items
 ),
 
-paired as (
-    select
-        base.evaluation_id,
-        base.run_id,
-        base.tokens,
-        base.nll as base_nll,
-        tuned.nll as tuned_nll,
-        (tuned.nll - base.nll) / base.tokens as diff
-    from test_losses as base
-    inner join test_losses as tuned
-        on base.evaluation_id = tuned.evaluation_id
-        and base.example_id = tuned.example_id
-    where base.variant = 'base' and tuned.variant = 'tuned' and base.tokens > 0
+comparisons as (
+    select * from comparisons
 ),
 
 per_evaluation as (
     select
         evaluation_id,
         run_id,
-        count(*) as n,
-        sum(tokens) as tokens,
-        sum(base_nll) / sum(tokens) as base_loss,
-        sum(tuned_nll) / sum(tokens) as tuned_loss,
-        -avg(base_nll) as base_reference_loglik,
-        -avg(tuned_nll) as tuned_reference_loglik,
-        avg(diff) as delta_loss_per_token,
-        paired_ci95_margin(diff) as margin
-    from paired
+        count(*) filter (where metric = 'test_loss') as n,
+        sum(base_weight) filter (where metric = 'test_loss')::bigint as tokens,
+        sum(base_value) filter (where metric = 'test_loss')
+            / nullif(sum(base_weight) filter (where metric = 'test_loss'), 0) as base_test_loss,
+        sum(tuned_value) filter (where metric = 'test_loss')
+            / nullif(sum(tuned_weight) filter (where metric = 'test_loss'), 0)
+            as tuned_test_loss,
+        sum(base_weight) filter (where metric = 'answer_loss')::bigint as answer_tokens,
+        sum(base_value) filter (where metric = 'answer_loss')
+            / nullif(sum(base_weight) filter (where metric = 'answer_loss'), 0)
+            as base_answer_loss,
+        sum(tuned_value) filter (where metric = 'answer_loss')
+            / nullif(sum(tuned_weight) filter (where metric = 'answer_loss'), 0)
+            as tuned_answer_loss,
+        -avg(base_value) filter (where metric = 'answer_loss') as base_reference_loglik,
+        -avg(tuned_value) filter (where metric = 'answer_loss') as tuned_reference_loglik
+    from paired_items
+    where family = 'test_loss'
     group by evaluation_id, run_id
 )
 
 select
-    evaluation_id,
-    run_id,
-    n,
+    per_evaluation.evaluation_id,
+    per_evaluation.run_id,
+    per_evaluation.n,
     tokens,
-    base_loss,
-    tuned_loss,
-    exp(base_loss) as base_perplexity,
-    exp(tuned_loss) as tuned_perplexity,
+    base_test_loss,
+    tuned_test_loss,
+    tuned_test_loss - base_test_loss as delta_test_loss,
+    test_loss.ci_low as delta_test_loss_ci_low,
+    test_loss.ci_high as delta_test_loss_ci_high,
+    test_loss.p_value as test_loss_p_value,
+    test_loss.p_adjusted as test_loss_p_adjusted,
+    test_loss.mde as test_loss_mde,
+    exp(base_test_loss) as base_test_ppl,
+    exp(tuned_test_loss) as tuned_test_ppl,
+    answer_tokens,
+    base_answer_loss,
+    tuned_answer_loss,
+    tuned_answer_loss - base_answer_loss as delta_answer_loss,
+    answer_loss.ci_low as delta_answer_loss_ci_low,
+    answer_loss.ci_high as delta_answer_loss_ci_high,
+    answer_loss.p_value as answer_loss_p_value,
+    answer_loss.p_adjusted as answer_loss_p_adjusted,
     base_reference_loglik,
-    tuned_reference_loglik,
-    delta_loss_per_token,
-    delta_loss_per_token - margin as delta_ci_low,
-    delta_loss_per_token + margin as delta_ci_high
+    tuned_reference_loglik
 from per_evaluation
+left join comparisons as test_loss
+    on per_evaluation.evaluation_id = test_loss.evaluation_id
+    and test_loss.family = 'test_loss' and test_loss.metric = 'test_loss'
+left join comparisons as answer_loss
+    on per_evaluation.evaluation_id = answer_loss.evaluation_id
+    and answer_loss.family = 'test_loss' and answer_loss.metric = 'answer_loss'
