@@ -50,6 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue a run from its newest checkpoint")
     resume.add_argument("run_id")
 
+    status = commands.add_parser(
+        "status", help="mark runs whose process died as interrupted, then list the runs")
+    status.add_argument("--crash-automation", action="store_true",
+                        help="also create (once) the Prefect automation that marks flow runs "
+                        "Crashed when their heartbeats stop, on the server PREFECT_API_URL names")
+
+    gc = commands.add_parser(
+        "gc", help="free disk space: checkpoints, data copies and dumps of finished runs "
+        "(dry run unless --yes; docs/housekeeping.md)")
+    gc.add_argument("--yes", action="store_true", help="delete (default: only print the plan)")
+    gc.add_argument("--keep-last", type=int, default=0, metavar="N",
+                    help="leave the N most recently started runs untouched")
+    gc.add_argument("--older-than", type=float, metavar="DAYS",
+                    help="also delete Prefect flow-run records of finished flow runs started "
+                    "more than DAYS days ago (on the server PREFECT_API_URL names)")
+
     sql = commands.add_parser("sql", help="read-only SQL over the warehouse")
     sql.add_argument("query", nargs="?", help="SQL text")
     sql.add_argument("--saved", metavar="NAME", help="run a saved query by name")
@@ -65,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("config")
     sweep.add_argument("parameter", help="dotted config key, e.g. lora.rank or data.source")
     sweep.add_argument("values", nargs="+", help="values to try, e.g. 4 8 16")
+    sweep.add_argument("--work-pool", metavar="NAME",
+                       help="run each value as its own flow run on this Prefect work pool's "
+                       "workers (prefect.yaml's pipeline deployment), side by side")
 
     serve = commands.add_parser(
         "serve", help="serve the pipeline for a config to the Prefect UI, optionally on a schedule")
@@ -100,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="do not tokenize the training data; assume max_seq_length rows")
     plan.add_argument("--set", dest="overrides", action="append", default=[],
                       metavar="KEY=VALUE", help="override a config value (repeatable)")
+
+    export = commands.add_parser(
+        "export", help="fuse a run's adapters into its base (mlx-lm's fuse) with a model card")
+    export.add_argument("run_id")
+    export.add_argument("--out", metavar="DIR",
+                        help="model folder to write (default: runs/<run_id>/export)")
+    export.add_argument("--de-quantize", action="store_true",
+                        help="write full-precision weights (for a QLoRA run's quantized base)")
+    export.add_argument("--quantize-bits", type=int, choices=[4, 8],
+                        help="quantize the fused model, as mlx_lm.convert -q does")
+    export.add_argument("--quantize-group-size", type=int, default=64, metavar="N",
+                        help="group size for --quantize-bits (default 64)")
 
     prepare = commands.add_parser("prepare-model", help="prepare a built-in model (once)")
     prepare.add_argument("name", help="smollm2-135m or tiny-mistral")
@@ -146,6 +177,52 @@ def cmd_resume(run_id: str) -> int:
     if not config.is_file():
         raise ConfigError(f"no run {run_id!r} under {runs_dir()} (no {config.name} there)")
     return cmd_run(str(config), [])
+
+
+def cmd_status(crash_automation: bool) -> int:
+    from lorascope import warehouse
+    from lorascope.paths import lorascope_home, warehouse_path
+    from lorascope.runs import mark_interrupted
+
+    for marked in mark_interrupted(lorascope_home()):
+        print(f"{marked}: interrupted (its process is gone; `lorascope resume` continues it)")
+    if crash_automation:
+        from lorascope.tasks.training import ensure_crash_automation
+
+        print(f"Prefect automation {ensure_crash_automation().name!r} is in place")
+    if warehouse_path().exists():
+        print(warehouse.format_table(*warehouse.query(warehouse_path(),
+                                                      warehouse.saved_query("runs"))))
+    return 0
+
+
+def cmd_gc(yes: bool, keep_last: int, older_than: float | None) -> int:
+    from lorascope import gc
+    from lorascope.paths import lorascope_home
+
+    plan = gc.plan_gc(gc.run_facts(lorascope_home()), keep_last)
+    for removal in plan.removals:
+        print(f"{gc.human_size(removal.size):>10}  {removal.path}  ({removal.what})")
+    for run_id, why in plan.untouched.items():
+        print(f"{'kept':>10}  {run_id}: {why}")
+    if yes:
+        print(f"freed {gc.human_size(gc.apply_gc(plan))}")
+    else:
+        print(f"would free {gc.human_size(plan.size)} in {len(plan.removals)} paths; "
+              "run with --yes to delete")
+    if older_than is not None:
+        from lorascope.flows.housekeeping import delete_flow_runs, old_flow_runs, prefect_server
+
+        if prefect_server() is None:
+            print("no Prefect server configured (PREFECT_API_URL): flow-run records left alone")
+        else:
+            old = old_flow_runs(older_than)
+            if yes:
+                print(f"deleted {delete_flow_runs(old)} Prefect flow runs older than "
+                      f"{older_than:g} days")
+            else:
+                print(f"would delete {len(old)} Prefect flow runs older than {older_than:g} days")
+    return 0
 
 
 def cmd_sql(query: str | None, saved: str | None, list_saved: bool) -> int:
@@ -196,7 +273,8 @@ def cmd_validate(config_path: str, data: str | None) -> int:
     return 0 if report.success else DataValidationFailed.exit_code
 
 
-def cmd_sweep(config_path: str, parameter: str, raw_values: list[str]) -> int:
+def cmd_sweep(config_path: str, parameter: str, raw_values: list[str],
+              work_pool: str | None = None) -> int:
     import yaml
 
     from lorascope.experiments import check_values
@@ -205,7 +283,7 @@ def cmd_sweep(config_path: str, parameter: str, raw_values: list[str]) -> int:
     check_values(config_path, parameter, values)  # before Prefect starts
     from lorascope.flows.experiments import sweep
 
-    experiment_id = sweep(config_path, parameter, values)
+    experiment_id = sweep(config_path, parameter, values, work_pool=work_pool)
     print(f"\nexperiment {experiment_id} completed")
     print("  try:       lorascope sql --saved experiment_results")
     return 0
@@ -268,6 +346,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from lorascope.export import export_run
+    from lorascope.paths import RunPaths, lorascope_home
+    from lorascope.run_lock import run_lock
+    from lorascope.runs import open_run
+
+    open_run(args.run_id, lorascope_home())  # a bad run id fails here, before the lock
+    with run_lock(RunPaths.of(args.run_id).root, "lorascope export"):
+        out = export_run(args.run_id, lorascope_home(), Path(args.out) if args.out else None,
+                         args.de_quantize, args.quantize_bits, args.quantize_group_size)
+    print(f"  model card: {out / 'README.md'}")
+    print(f"  try:        mlx_lm.server --model {out}")
+    return 0
+
+
 def cmd_prepare_model(name: str) -> int:
     from lorascope.models.loader import resolve_model
 
@@ -298,7 +391,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         return cmd_validate(args.config, args.data)
     if args.command == "sweep":
-        return cmd_sweep(args.config, args.parameter, args.values)
+        return cmd_sweep(args.config, args.parameter, args.values, args.work_pool)
     if args.command == "serve":
         return cmd_serve(args.config, args.cron, args.timezone)
     if args.command == "eval":
@@ -307,6 +400,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_plan(args)
     if args.command == "config":
         return cmd_config(args)
+    if args.command == "export":
+        return cmd_export(args)
+    if args.command == "gc":
+        return cmd_gc(args.yes, args.keep_last, args.older_than)
+    if args.command == "status":
+        return cmd_status(args.crash_automation)
     return cmd_prepare_model(args.name)
 
 

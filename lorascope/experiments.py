@@ -5,6 +5,9 @@ the view `experiment_results` lines up their goal and capability deltas. With `l
 set, scale = alpha / rank, so a rank sweep also changes the scale (PEFT's convention); with
 `lora.scale` set it stays fixed (mlx-lm's). The effective rank and scale of every member are
 recorded to keep that visible.
+
+On a work pool (`lorascope sweep ... --work-pool NAME`), members run as separate flow runs
+on the pool's workers, which must share this `$LORASCOPE_HOME` (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -17,9 +20,14 @@ from typing import Any
 
 from lorascope import warehouse
 from lorascope.config import load_config
+from lorascope.errors import LorascopeError
 from lorascope.paths import experiments_dir, warehouse_path
 from lorascope.report import query_section, render_report
 from lorascope.runs import utc_now
+
+
+class MemberFailed(LorascopeError):
+    """A sweep member run on a work pool did not complete (or there was no pool to run on)."""
 
 
 def experiment_id_for(config_name: str, config_hash: str, parameter: str, values: list) -> str:

@@ -62,7 +62,13 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 }
 FEATURE_KEYS = {"prompt_feature": "prompt", "completion_feature": "completion",
                 "text_feature": "text", "chat_feature": "messages"}
-MLX_LM_KEYS = (*CONFIG_DEFAULTS, *FEATURE_KEYS, "hf_dataset", "wandb", "lorascope")
+# Keys of other mlx-lm versions than 0.32, with the value that selects what lorascope does:
+# accepted with it (and ignored), refused with any other. `training_mode` came with mlx-lm's
+# preference and RL training (the example config of its GRPO branch sets `training_mode:
+# "normal"`; the other modes train on rewards or preference pairs, which lorascope does not).
+DEFAULT_ONLY_KEYS = {"training_mode": "normal"}
+MLX_LM_KEYS = (*CONFIG_DEFAULTS, *FEATURE_KEYS, *DEFAULT_ONLY_KEYS, "hf_dataset", "wandb",
+               "lorascope")
 # Keys only mlx-lm's format has; `model`, `data`, `train` and `seed` exist in both.
 FLAT_ONLY_KEYS = frozenset(MLX_LM_KEYS) - {"model", "data", "train", "seed", "lorascope"}
 
@@ -183,6 +189,11 @@ def translate(
         raise MlxLmConfigError(f"{key}: unknown mlx-lm key" + (
             f"; did you mean {close}?" if close else
             "; lorascope's own settings go under `lorascope:` in lorascope's nested format"))
+    for key, default in DEFAULT_ONLY_KEYS.items():
+        if flat.get(key) not in (None, default):
+            raise MlxLmConfigError(
+                f"{key}: {flat[key]!r} is not supported by lorascope, which trains supervised "
+                f"only (mlx-lm's {key}: {default}); remove the key or set it to {default}")
     given = {**CONFIG_DEFAULTS, **{k: v for k, v in flat.items() if v is not None}}
     out = Translation({"name": name, "seed": int(given["seed"]),
                        "model": {"source": str(given["model"])},

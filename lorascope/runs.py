@@ -4,7 +4,12 @@ A run trains adapters once; its id hashes everything that changes them (all but 
 Each set of evaluation settings is an evaluation of the run, named after their hash, so
 changing eval settings re-evaluates without retraining. A run is reproducible and findable:
 its folder records the exact config, seed, data hash and code version, and the warehouse's
-`runs` and `evaluations` rows say whether each is running, completed or failed.
+`runs` and `evaluations` rows say whether each is running, completed, failed or interrupted.
+
+A run whose writer died without finishing (SIGKILL, power loss, a killed Prefect worker)
+stays `running` until `mark_interrupted` sees that nobody holds its lock (the kernel releases
+a dead holder's flock) and marks it, and its running evaluations, `interrupted`, with the last
+heartbeat training wrote. `lorascope status` calls it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +31,11 @@ from lorascope.data.records import DataError
 from lorascope.data.sources import dataset_hash
 from lorascope.models.loader import resolve_model
 from lorascope.paths import RunPaths, warehouse_path
+from lorascope.run_lock import RunLocked, run_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADAPTER_FILES = ("adapter_config.json", "adapters.safetensors")
+HEARTBEAT_FILE = "heartbeat.json"
 
 
 def run_id_for(config: RunConfig) -> str:
@@ -227,3 +235,54 @@ def start_adapter_run(
     else:
         link.symlink_to(adapter, target_is_directory=True)
     return context
+
+
+def heartbeat_path(run_dir: Path) -> Path:
+    """Where training writes its heartbeat (training.supervisor): pid, host, step, time."""
+    return run_dir / HEARTBEAT_FILE
+
+
+def last_heartbeat(run_dir: Path) -> str:
+    """What training's heartbeat file says: its time, step, pid and host (or that there is
+    none)."""
+    try:
+        beat = json.loads(heartbeat_path(run_dir).read_text())
+        return (f"training's last heartbeat {beat['at']} UTC at step {beat['step']}, pid "
+                f"{beat['pid']} on {beat['host']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no training heartbeat: it stopped before training started"
+
+
+def mark_interrupted(home: Path) -> list[str]:
+    """Mark `interrupted` every running run and evaluation whose writer is gone (nobody holds
+    the run's lock); returns their ids. Call it from a process that writes no run: a lock
+    this process holds counts as free (run_lock is re-entrant)."""
+    path = warehouse_path(home)
+    if not path.exists():
+        return []
+    running = {row["run_id"] for row in warehouse.select_rows(path, "runs", ["run_id"],
+                                                              status="running")}
+    evaluating = warehouse.select_rows(path, "evaluations", ["evaluation_id", "run_id"],
+                                       status="running")
+    marked = []
+    for run_id in sorted(running | {row["run_id"] for row in evaluating}):
+        run_dir = RunPaths.of(run_id, home).root
+        try:
+            # Held while marking, so that a writer starting meanwhile cannot be marked.
+            with run_lock(run_dir, "lorascope status") if run_dir.is_dir() else nullcontext():
+                error = (f"interrupted: the process writing it stopped without finishing "
+                         f"({last_heartbeat(run_dir)}); `lorascope resume {run_id}` continues "
+                         "from its newest checkpoint")
+                ids = [run_id] if run_id in running else []
+                warehouse.write_rows(path, "runs", [
+                    {"run_id": i, "status": "interrupted", "finished_at": utc_now(),
+                     "error": error} for i in ids])
+                evaluations = [row["evaluation_id"] for row in evaluating
+                               if row["run_id"] == run_id]
+                warehouse.write_rows(path, "evaluations", [
+                    {"evaluation_id": i, "status": "interrupted", "finished_at": utc_now(),
+                     "error": error} for i in evaluations])
+                marked += ids + evaluations
+        except RunLocked:
+            continue  # its writer is alive
+    return marked

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ from lorascope.paths import RunPaths, warehouse_path
 from lorascope.training.trainer import build_optimizer, train_adapters
 
 EXAMPLE = Path(__file__).parent / "data" / "mlx_lm_lora_config.yaml"
+# The same example as mlx-lm versions with preference/RL training have it: training_mode: normal.
+TRAINING_MODE_EXAMPLE = Path(__file__).parent / "data" / "mlx_lm_lora_config_training_mode.yaml"
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -82,6 +85,14 @@ def test_mlx_lm_example_config_gets_mlx_lm_semantics() -> None:
     assert (train.steps_per_report, train.steps_per_eval, train.save_every) == (10, 200, 100)
     assert (config.data.max_seq_length, config.data.over_length) == (2048, "truncate")
     assert (config.seed, config.name) == (0, "mlx_lm_lora_config")
+
+
+def test_training_mode_normal_is_accepted_and_changes_nothing(tmp_path: Path) -> None:
+    text = TRAINING_MODE_EXAMPLE.read_text()
+    assert '\ntraining_mode: "normal"\n' in text
+    without = write_config(tmp_path, text.replace('\ntraining_mode: "normal"\n', "\n"))
+    with_key = load_config(TRAINING_MODE_EXAMPLE).model_dump(exclude={"name"})
+    assert with_key == load_config(without).model_dump(exclude={"name"})
 
 
 def test_absent_keys_take_mlx_lm_defaults_not_lorascope_ones(tmp_path: Path) -> None:
@@ -145,6 +156,8 @@ def test_an_unknown_key_is_one_line_with_file_line_and_the_nearest_key(tmp_path:
      "lora_parameters.rnak: unknown mlx-lm key; did you mean lora_parameters.rank?"),
     ("model: m\nhf_dataset:\n  path: billsum\n  train_split: 'train[:1000]'\n", 2,
      "hf_dataset.train_split: 'train[:1000]'"),
+    ("model: m\ntraining_mode: dpo\n", 2, "training_mode: 'dpo' is not supported by lorascope"),
+    ("model: m\ntrain: true\ntraining_mode: grpo\n", 3, "training_mode: 'grpo' is not supported"),
 ])
 def test_what_lorascope_cannot_honour_is_refused_naming_file_line_and_key(
     tmp_path: Path, text: str, line: int, message: str
@@ -298,6 +311,51 @@ def test_lorascope_trains_an_mlx_lm_config_to_the_losses_and_adapters_of_mlx_lm_
     theirs = mx.load(str(tmp_path / "mlx_lm_adapters" / "adapters.safetensors"))
     assert ours.keys() == theirs.keys()
     assert max(mx.abs(ours[k] - theirs[k]).max().item() for k in ours) <= 1e-5
+
+
+# ---------------------------------------------------------------- another mlx-lm version's example
+
+
+@pytest.fixture
+def mlx_model_folder(tmp_path: Path, tiny_mistral_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                     ) -> Path:
+    """A working folder whose mlx_model/ (the example config's model) is tiny-mistral, with
+    local chat data in data/ and its own LORASCOPE_HOME; the test runs in it."""
+    (tmp_path / "mlx_model").symlink_to(tiny_mistral_dir)
+    chat = [{"messages": [{"role": "user", "content": r["prompt"]},
+                          {"role": "assistant", "content": r["completion"]}]}
+            for r in completions(0, 16)]
+    write_jsonl(tmp_path / "data" / "train.jsonl", chat[:10])
+    write_jsonl(tmp_path / "data" / "valid.jsonl", chat[10:14])
+    write_jsonl(tmp_path / "data" / "test.jsonl", chat[14:])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LORASCOPE_HOME", str(home_with_tiny_mistral(tmp_path / "home",
+                                                                    tiny_mistral_dir)))
+    return tmp_path
+
+
+def test_lorascope_validate_passes_the_training_mode_example(
+    mlx_model_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lorascope.cli import main
+
+    code = main(["validate", str(TRAINING_MODE_EXAMPLE), "--data", "data"])
+    assert code == 0, capsys.readouterr().out[-2000:]
+
+
+def test_the_training_mode_example_trains_on_tiny_mistral(mlx_model_folder: Path) -> None:
+    config = load_config(TRAINING_MODE_EXAMPLE, ["data=data", "iters=2"])
+    model, tokenizer = load_model(Path(config.model.source), config.model)
+    splits = load_splits(Path("data"))
+    metrics: list[dict[str, Any]] = []
+    result = train_adapters(model, tokenizer, splits["train"], splits["valid"], config,
+                            Path("mlx_model"), RunPaths(mlx_model_folder / "run"), "test",
+                            "hash", sink=metrics.extend, log=lambda _: None)
+    losses = [r["loss"] for r in metrics if r["split"] == "train"]
+    assert [r["step"] for r in metrics if r["split"] == "train"] == [2]
+    assert all(math.isfinite(loss) for loss in losses)
+    adapters = mx.load(str(result.adapter_dir / "adapters.safetensors"))
+    assert {key.split(".")[-2] for key in adapters} == {"q_proj", "v_proj"}
 
 
 # ---------------------------------------------------------------- the pipeline, end to end

@@ -3,10 +3,12 @@ from its newest checkpoint instead of starting over."""
 
 from __future__ import annotations
 
+import os
+from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import home_with_tiny_mistral, interrupt_at
+from conftest import home_with_tiny_mistral
 
 from lorascope import warehouse
 from lorascope.paths import warehouse_path
@@ -19,18 +21,22 @@ def home(tmp_path: Path, tiny_mistral_dir: Path) -> Path:
     return home_with_tiny_mistral(tmp_path / "home", tiny_mistral_dir)
 
 
-def interrupt_training_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    """The train task's training step, interrupted once at `step` (a retry trains on)."""
+def interrupt_training_at(monkeypatch: pytest.MonkeyPatch, step: int, marker: Path) -> None:
+    """The train task's training process, killed once at `step` after its report and
+    checkpoint (test_supervisor.kill_at_step, imported in the child; a retry trains on)."""
     import lorascope.tasks.training
-    from lorascope.training.steps import train_run
+    from lorascope.training.supervisor import train_supervised
 
-    stop = interrupt_at(step)
-    monkeypatch.setattr(lorascope.tasks.training, "train_run",
-                        lambda *args, **kwargs: train_run(*args, **kwargs, after_report=stop))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("LORASCOPE_TEST_KILL_AT", str(step))
+    monkeypatch.setenv("LORASCOPE_TEST_KILL_MARKER", str(marker))
+    monkeypatch.setattr(lorascope.tasks.training, "train_supervised",
+                        partial(train_supervised, after_report="test_supervisor:kill_at_step"))
 
 
 def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_before_k(
-    prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch,
+    prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -43,7 +49,7 @@ def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_bef
     # mlx-lm's validation at the first iteration of a train() call that started there.
     config = tiny_config(train={"iters": 8, "steps_per_report": 2, "save_every": 4,
                                 "steps_per_eval": 3, "keep_checkpoints": 5})
-    interrupt_training_at(monkeypatch, 6)
+    interrupt_training_at(monkeypatch, 6, tmp_path / "killed-once")
 
     state = pipeline(str(config), home=str(home), return_state=True)
 
@@ -75,7 +81,7 @@ def test_train_task_failing_at_step_k_completes_on_retry_from_the_checkpoint_bef
 
 
 def test_lorascope_resume_continues_a_failed_run_from_its_newest_checkpoint(
-    prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch,
+    prefect_harness, tiny_config, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     import lorascope.flows.pipeline
     from lorascope.cli import main
@@ -86,7 +92,7 @@ def test_lorascope_resume_continues_a_failed_run_from_its_newest_checkpoint(
                                 "steps_per_eval": 3})
     # The process dies at step 6 with no retry left: the run is interrupted after the
     # checkpoint at step 4, as when a laptop sleeps through a Prefect retry.
-    interrupt_training_at(monkeypatch, 6)
+    interrupt_training_at(monkeypatch, 6, tmp_path / "killed-once")
     monkeypatch.setattr(lorascope.flows.pipeline, "train_task", train_task.with_options(retries=0))
     state = lorascope.flows.pipeline.pipeline(str(config), return_state=True)
     assert state.is_failed()

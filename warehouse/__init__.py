@@ -12,7 +12,9 @@ applied and queried by the few functions below.
   `$experiment_id`) parameter.
 
 Writers open the file, write and close it at once: a DuckDB file takes one writer process at a
-time, and users query it between pipeline steps.
+time, and users query it between pipeline steps. When another process holds the file past
+LOCK_WAIT_SECONDS, `write_rows` stages its rows beside the file (`staging.py`) instead of
+failing, and the next connection that writes loads them, each batch once (`staged_loads`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import duckdb
 
 from lorascope.errors import LorascopeError
+from lorascope.warehouse import staging
 
 _SQL = Path(__file__).parent
 _MIGRATIONS = {int(p.name.split("_", 1)[0]): p for p in sorted(_SQL.glob("migrations/*.sql"))}
@@ -37,7 +40,10 @@ _MIGRATIONS = {int(p.name.split("_", 1)[0]): p for p in sorted(_SQL.glob("migrat
 
 def _dependency_order(views: list[Path]) -> list[Path]:
     """Views sorted so that each comes after the views its SQL names (a view on a view)."""
-    texts = {v.stem: v.read_text(encoding="utf-8") for v in views}
+    # What a view names outside comments and string literals ('test_loss' as a value is no
+    # dependency on the view test_loss).
+    texts = {v.stem: re.sub(r"--[^\n]*|'[^']*'", "", v.read_text(encoding="utf-8"))
+             for v in views}
     needs = {
         name: {other for other in texts
                if other != name and re.search(rf"\b{re.escape(other)}\b", text)}
@@ -74,12 +80,19 @@ class WarehouseError(LorascopeError, duckdb.Error):
     exit_code = 7
 
 
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse at `path`.
+class WarehouseLocked(WarehouseError):
+    """Another process held the warehouse file for longer than the wait."""
+
+
+def connect(
+    path: Path, read_only: bool = False, *, wait: float | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse at `path`, waiting up to `wait` seconds (LOCK_WAIT_SECONDS by
+    default) while another process holds it.
 
     A write connection creates the file and its folder if needed, then applies pending
-    migrations and (re)creates all views in one transaction. A read-only connection changes
-    nothing and needs the file to exist.
+    migrations and (re)creates all views in one transaction, then loads any staged rows. A
+    read-only connection changes nothing and needs the file to exist.
     """
     path = Path(path)
     if read_only and not path.exists():
@@ -89,20 +102,21 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         )
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open(path, read_only)
+    con = _open(path, read_only, LOCK_WAIT_SECONDS if wait is None else wait)
     if not read_only:
         try:
             with _setup_lock:
                 _set_up(con, path)
+                _load_staged(con, path)
         except BaseException:
             con.close()
             raise
     return con
 
 
-def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """duckdb.connect, waiting up to LOCK_WAIT_SECONDS while another process holds the file."""
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, waiting up to `wait` seconds while another process holds the file."""
+    deadline = time.monotonic() + wait
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
@@ -110,9 +124,9 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             if "Could not set lock" not in str(e):
                 raise WarehouseError(f"Cannot open the warehouse {path}: {e}") from e
             if time.monotonic() >= deadline:
-                raise WarehouseError(
+                raise WarehouseLocked(
                     f"The warehouse {path} is still in use by another process after "
-                    f"{LOCK_WAIT_SECONDS:g} s. DuckDB lets one process write a file at a time: "
+                    f"{wait:g} s. DuckDB lets one process write a file at a time: "
                     f"close the other session (a `duckdb` shell left open?) and retry.\n{e}"
                 ) from e
             time.sleep(0.1)
@@ -154,14 +168,75 @@ def _applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
 
 
 def write_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> int:
-    """INSERT OR REPLACE `rows` into `table` and return how many were written.
+    """INSERT OR REPLACE `rows` into `table` and return how many were written (or staged).
 
     Columns come from the dict keys, the same in every row. A row whose primary key is already
     stored overwrites the given columns and keeps the others, so loading a step again is
     idempotent. dict and list values are stored as JSON text, paths as strings.
+
+    If another process holds the file past the lock wait, the rows are staged and loaded by
+    the next connection that writes, so a long step (training, generation) never fails on a
+    reader. Once rows are staged, a later write tries the file once before staging too: a file
+    held for an hour stalls the step once, not at every report.
     """
-    with connect(path) as con:
+    wait = 0.0 if staging.pending_batches(path) else None
+    try:
+        con = connect(path, wait=wait)
+    except WarehouseLocked:
+        if rows:
+            _check_same_columns(table, rows)
+            staging.stage_rows(path, table, [{c: _db_value(v) for c, v in row.items()}
+                                             for row in rows])
+        return len(rows)
+    with con:
         return _insert(con, path, table, rows)
+
+
+def load_staged(path: Path) -> None:
+    """Load the rows staged for `path` now (a step's end, a report's start); WarehouseLocked,
+    naming the waiting batches, if another process still holds the file."""
+    pending = staging.pending_batches(path)
+    if not pending:
+        return
+    try:
+        connect(path).close()
+    except WarehouseLocked as e:
+        raise WarehouseLocked(
+            f"{len(pending)} batch(es) of rows wait in {staging.staging_dir(path)} to be loaded "
+            f"into {path}, which another process still holds; they load as soon as it is "
+            f"free.\n{e}"
+        ) from e
+
+
+def _load_staged(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Load each staged batch and record its id in one transaction, then delete its file; a
+    batch already recorded (the process died before deleting it) is only deleted."""
+    for batch in staging.pending_batches(path):
+        con.begin()
+        try:
+            (loaded,) = con.execute(
+                "select count(*) from staged_loads where batch_id = ?", [batch.batch_id]
+            ).fetchone()
+            if not loaded:
+                rows = staging.read_rows(batch)
+                _insert(con, path, batch.table, rows)
+                con.execute(
+                    "insert into staged_loads values (?, ?, ?, ?, ?)",
+                    [batch.batch_id, batch.table, len(rows), batch.staged_at,
+                     datetime.now(timezone.utc).replace(tzinfo=None)],
+                )
+        except (ValueError, duckdb.Error) as e:
+            con.rollback()
+            failed = staging.set_aside(batch)
+            raise WarehouseError(
+                f"Staged rows {failed} could not be loaded into {path} and were set aside "
+                f"(rename the file back to retry once fixed): {e}"
+            ) from e
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+        batch.path.unlink(missing_ok=True)
 
 
 def replace_rows(path: Path, table: str, rows: list[dict[str, Any]], **equals: Any) -> int:
@@ -193,13 +268,7 @@ def replace_rows(path: Path, table: str, rows: list[dict[str, Any]], **equals: A
 def _insert(
     con: duckdb.DuckDBPyConnection, path: Path, table: str, rows: list[dict[str, Any]]
 ) -> int:
-    columns = list(rows[0]) if rows else []
-    for number, row in enumerate(rows):
-        if row.keys() != set(columns):
-            raise ValueError(
-                f"write_rows({table!r}): row {number} has columns {sorted(row)}, "
-                f"row 0 has {sorted(columns)}; give every row the same keys."
-            )
+    columns = _check_same_columns(table, rows)
     key = _check_columns(con, table, columns)
     if not rows:
         return 0
@@ -214,6 +283,17 @@ def _insert(
     except duckdb.Error as e:
         raise WarehouseError(f"Writing {len(rows)} rows to {table} in {path} failed: {e}") from e
     return len(rows)
+
+
+def _check_same_columns(table: str, rows: list[dict[str, Any]]) -> list[str]:
+    columns = list(rows[0]) if rows else []
+    for number, row in enumerate(rows):
+        if row.keys() != set(columns):
+            raise ValueError(
+                f"write_rows({table!r}): row {number} has columns {sorted(row)}, "
+                f"row 0 has {sorted(columns)}; give every row the same keys."
+            )
+    return columns
 
 
 def _check_columns(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> list[str]:
@@ -280,8 +360,10 @@ def query(
     """Run `sql` on a read-only connection; return column names and rows. `params` fill `?`
     placeholders (a list) or `$name` ones (a dict).
 
-    Statements that write are refused by DuckDB and raise WarehouseError.
+    Statements that write are refused by DuckDB and raise WarehouseError. Rows still staged
+    are loaded first, so a read sees every write.
     """
+    load_staged(path)
     with connect(path, read_only=True) as con:
         try:
             cursor = con.execute(sql, params)

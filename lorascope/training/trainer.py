@@ -9,6 +9,11 @@ adapter weights and restarts at step 1.
 MLX's global RNG (used by LoRA dropout) cannot be read back into the generator, so at every
 checkpoint boundary both a fresh and a resumed run re-seed it from (seed, step): the RNG
 state at a checkpoint is then determined by what the checkpoint records.
+
+Over several processes (train.ranks, mx.distributed), mlx-lm's train() averages gradients
+over the ranks; every rank walks the same global batches and takes its share of their rows,
+`global_batch_loss` keeps the loss the global batch's, and only rank 0 writes checkpoints,
+metrics and adapters.
 """
 
 from __future__ import annotations
@@ -30,7 +35,12 @@ from lorascope.data.records import Record
 from lorascope.errors import LorascopeError
 from lorascope.models.chat import conversation_tokens, text_tokens
 from lorascope.paths import RunPaths
-from lorascope.training.checkpoints import latest_valid_checkpoint, rng_seed_at, save_checkpoint
+from lorascope.training.checkpoints import (
+    NonFiniteCheckpoint,
+    latest_valid_checkpoint,
+    rng_seed_at,
+    save_checkpoint,
+)
 
 Example = tuple[list[int], int]  # token ids, offset where the loss starts (mask-prompt)
 MetricsSink = Callable[[list[dict[str, Any]]], None]
@@ -137,15 +147,49 @@ def resumable_batches(
     *,
     seed: int = 0,
     start: int = 0,
-) -> Iterator[tuple[Any, Any]]:
-    """Drop-in for mlx-lm's `iterate_batches`; `start` skips batches already trained on."""
+) -> Iterator[tuple[Any, ...]]:
+    """Drop-in for mlx-lm's `iterate_batches`; `start` skips batches already trained on.
+
+    Over several ranks (`comm_group` of size > 1) every rank walks the same global batches
+    and takes rows rank, rank + size, ... (mlx-lm's sharding), padded as the whole batch is;
+    a training batch then also carries the global batch's loss-token count, which
+    `global_batch_loss` divides by."""
     batches = length_sorted_batches([len(ids) for ids, _ in dataset], batch_size)
-    if not loop:  # validation: a fixed order, independent of training progress
-        for batch in batches:
-            yield collate([dataset[i] for i in batch], max_seq_length)
-        return
-    for index in batch_schedule(len(batches), seed, start):
-        yield collate([dataset[i] for i in batches[index]], max_seq_length)
+    rank, size = (comm_group.rank(), comm_group.size()) if comm_group is not None else (0, 1)
+    # validation: a fixed order, independent of training progress
+    order = batch_schedule(len(batches), seed, start) if loop else range(len(batches))
+    for index in order:
+        tokens, bounds = collate([dataset[i] for i in batches[index]], max_seq_length)
+        if size == 1:
+            yield tokens, bounds
+        elif loop:
+            yield tokens[rank::size], bounds[rank::size], loss_tokens(tokens, bounds)
+        else:
+            yield tokens[rank::size], bounds[rank::size]
+
+
+def loss_tokens(tokens: Any, bounds: Any) -> Any:
+    """How many targets mlx-lm's default_loss counts in a batch (its mask, summed)."""
+    import mlx.core as mx
+
+    steps = mx.arange(1, tokens.shape[1])
+    return mx.logical_and(steps >= bounds[:, 0:1], steps <= bounds[:, 1:]).sum()
+
+
+def global_batch_loss(
+    model: Any, tokens: Any, bounds: Any, batch_tokens: Any = None, *, world_size: int
+) -> tuple[Any, Any]:
+    """mlx-lm's default_loss over a rank's rows, rescaled so that the mean over ranks (what
+    mlx-lm's average_gradients and reported loss take) is the loss of the global batch: the
+    sum over its targets / their number, as one process computes it. Averaging the ranks'
+    own means instead would weight rows by how many targets their rank happens to hold.
+    Validation batches carry no count: mlx-lm's evaluate() weights by tokens itself."""
+    from mlx_lm.tuner.trainer import default_loss
+
+    loss, targets = default_loss(model, tokens, bounds)
+    if batch_tokens is None:
+        return loss, targets
+    return loss * targets * world_size / batch_tokens, targets
 
 
 # ---------------------------------------------------------------- resume contract
@@ -154,6 +198,8 @@ def resumable_batches(
 # result: everything else in the config must match exactly.
 RESUME_SAFE_FIELDS = {
     ("train", "steps_per_eval"), ("train", "val_batches"), ("train", "keep_checkpoints"),
+    # how many processes train: the same data order and checkpoint, up to float summation
+    ("train", "ranks"), ("train", "hostfile"),
     ("eval",), ("name",),
 }
 
@@ -245,16 +291,19 @@ def adapter_config(config: RunConfig, model_path: Path) -> dict[str, Any]:
 
 
 class CheckpointCallback:
-    """mlx-lm TrainingCallback: metrics out, checkpoints at save_every, NaN guard, RNG re-seed."""
+    """mlx-lm TrainingCallback: metrics out, checkpoints at save_every, NaN guard, RNG re-seed.
+
+    Only the `writer` (rank 0 of several) sends metrics, writes checkpoints and calls
+    `after_report`; every rank re-seeds its RNG."""
 
     def __init__(
         self, *, model: Any, optimizer: Any, config: RunConfig, checkpoints: Path,
         step_offset: int, state: dict[str, Any], sink: MetricsSink | None,
-        after_report: Callable[[int], None] | None = None,
+        after_report: Callable[[int], None] | None = None, writer: bool = True,
     ) -> None:
         self.model, self.optimizer, self.config = model, optimizer, config
         self.checkpoints, self.offset, self.state, self.sink = checkpoints, step_offset, state, sink
-        self.after_report = after_report
+        self.after_report, self.writer = after_report, writer
         self.last_checkpoint: Path | None = None
         self.last_step: int | None = None
         # mlx-lm counts trained tokens from the start of each train() call.
@@ -276,20 +325,30 @@ class CheckpointCallback:
         if step % self.config.train.save_every == 0 or step == self.config.train.iters:
             rng_seed = rng_seed_at(self.config.seed, step)
             mx.random.seed(rng_seed)
+            if self.writer:
+                self._save(step, rng_seed, trained_tokens)
+        if self.writer and self.after_report is not None:
+            self.after_report(step)
+
+    def _save(self, step: int, rng_seed: int, trained_tokens: int) -> None:
+        try:
             self.last_checkpoint = save_checkpoint(
                 self.checkpoints, step, self.model, self.optimizer,
                 {**self.state, "batches_consumed": step, "rng_seed": rng_seed,
                  "trained_tokens": trained_tokens},
                 self.config.train.keep_checkpoints,
             )
-        if self.after_report is not None:
-            self.after_report(step)
+        except NonFiniteCheckpoint as error:
+            raise TrainingError(
+                f"{error}; last good checkpoint: {self.last_checkpoint or 'none'}. Lower "
+                "train.learning_rate or check the data."
+            ) from error
 
     def on_val_loss_report(self, info: dict[str, Any]) -> None:
         self._emit(self.offset + info["iteration"], "valid", info["val_loss"], info)
 
     def _emit(self, step: int, split: str, loss: float, info: dict[str, Any]) -> None:
-        if self.sink is None:
+        if self.sink is None or not self.writer:
             return
         self.sink([{
             "step": step, "split": split, "loss": float(loss),
@@ -325,12 +384,22 @@ def train_adapters(
 ) -> TrainResult:
     """Train (or resume) the run's adapters; returns when `adapters/` holds the final ones.
 
-    `after_report(step)` is called after each reported step and its checkpoint."""
+    `after_report(step)` is called after each reported step and its checkpoint. With
+    train.ranks > 1 every rank of the mx.distributed group calls this; only rank 0 writes."""
     import mlx.core as mx
     from mlx.utils import tree_flatten, tree_unflatten
-    from mlx_lm.tuner.trainer import TrainingArgs, train
+    from mlx_lm.tuner.trainer import TrainingArgs, default_loss, train
 
     tc = config.train
+    world = mx.distributed.init()
+    if world.size() != tc.ranks:
+        raise TrainingError(
+            f"train.ranks is {tc.ranks} but this process is one of {world.size()}: train "
+            "through lorascope (it starts train.ranks processes with mlx.launch), with as many "
+            "hosts in train.hostfile as train.ranks"
+        )
+    writer = world.rank() == 0
+    loss = partial(global_batch_loss, world_size=tc.ranks) if tc.ranks > 1 else default_loss
     checkpoints, adapters = paths.checkpoints, paths.adapters
     state = {"config": config.model_dump(mode="json"), "config_hash": config.config_hash(),
              "code_version": code_version, "data_hash": data_hash}
@@ -349,7 +418,7 @@ def train_adapters(
         callback = CheckpointCallback(
             model=model, optimizer=optimizer, config=config, checkpoints=checkpoints,
             step_offset=done, state={**state, "trained_tokens": trained_tokens}, sink=sink,
-            after_report=after_report,
+            after_report=after_report, writer=writer,
         )
         args = TrainingArgs(
             batch_size=tc.batch_size, iters=tc.iters - done, val_batches=tc.val_batches,
@@ -367,7 +436,8 @@ def train_adapters(
         try:
             train(
                 model=model, optimizer=optimizer, train_dataset=train_set, val_dataset=valid_set,
-                args=args, iterate_batches=partial(resumable_batches, seed=config.seed, start=done),
+                args=args, loss=loss,
+                iterate_batches=partial(resumable_batches, seed=config.seed, start=done),
                 training_callback=callback,
             )
         except (MemoryError, RuntimeError) as error:
@@ -377,12 +447,14 @@ def train_adapters(
         finally:
             layer_class.__call__ = layer_call
         seconds = time.perf_counter() - tic
-        paths.mlx_lm_scratch_adapters.unlink(missing_ok=True)
+        if writer:
+            paths.mlx_lm_scratch_adapters.unlink(missing_ok=True)
     else:
         seconds = 0.0
-    final = latest_valid_checkpoint(checkpoints, warn=log)
-    assert final is not None  # the last training step always checkpoints
-    _publish_adapters(final, adapters, adapter_config(config, model_path))
+    if writer:
+        final = latest_valid_checkpoint(checkpoints, warn=log)
+        assert final is not None  # the last training step always checkpoints
+        _publish_adapters(final, adapters, adapter_config(config, model_path))
     trainable = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
     return TrainResult(adapters, tc.iters, done, seconds, trainable)
 
