@@ -79,6 +79,14 @@ RUN_SECTIONS = (
      "the reverse (`lorascope sql --saved capability_flips` names them); the interval is "
      "Newcombe's for paired proportions.",
      "capability_preservation"),
+    ("Calibration: base vs tuned",
+     "How well the models' confidence on the same multiple-choice questions (the largest of "
+     "the softmax probabilities over the choices' summed log-likelihoods) matches their "
+     "accuracy: expected calibration error over 10 equal-width confidence bins and the "
+     "multi-class Brier score, lower is better for both. Intervals are bootstraps over "
+     "questions with a paired permutation p; the reliability diagram's bins are in the "
+     "reliability_bins view.",
+     "calibration"),
     ("lm-eval harness",
      "eval.harness_tasks run by lm-evaluation-harness itself on both models (its own acc / "
      "acc_norm / ...); the CI treats the two results as independent (lm-eval reports no "

@@ -1,7 +1,8 @@
 """Every base-vs-tuned statistic in one place: the test, the interval, the minimum detectable
 effect and the multiple-comparison correction, built on scipy.stats and statsmodels.
 
-Three kinds of paired data, one function each, all returning a `Comparison`:
+Three kinds of paired data, one function each, and one for any other statistic, all
+returning a `Comparison`:
 
 - `paired_binary`: pass/fail per item (an instruction check, a capability question). Exact
   McNemar test (optionally mid-p) and Newcombe's score interval for the paired difference.
@@ -9,6 +10,8 @@ Three kinds of paired data, one function each, all returning a `Comparison`:
   interval (BCa) and a seeded paired permutation test (sign flips of d).
 - `paired_ratio`: pooled quantities such as loss per token. Items are resampled (bootstrap)
   and swapped between base and tuned (permutation) as whole (numerator, denominator) pairs.
+- `paired_bootstrap_statistic`: any statistic of several values per item (the expected
+  calibration error), with the bootstrap and the item swaps of `paired_ratio`.
 
 Edge cases give defined results rather than exceptions or NaN: no items gives test "none"
 with every number None; one item gives the deltas, p = 1 and no interval or MDE. Inputs of
@@ -233,6 +236,58 @@ def paired_ratio(base_num: Sequence[float], base_den: Sequence[float], tuned_num
                                               resamples, paired=True)
     z = (tn - tuned * td) / td.mean() - (bn - base * bd) / bd.mean()
     mde = _t_mde(n, float(np.std(z, ddof=1)), alpha, power)
+    return replace(row, ci_low=low, ci_high=high, p_value=p, mde=mde, interval=interval)
+
+
+def paired_bootstrap_statistic(
+    base: Sequence[Sequence[float]], tuned: Sequence[Sequence[float]],
+    statistic: Callable[..., np.ndarray], seed: int, alpha: float = 0.05, power: float = 0.8,
+    resamples: int = 10_000,
+) -> Comparison:
+    """A statistic of several values per item that is no mean of per-item values (the expected
+    calibration error of (confidence, correct) pairs), base vs tuned over the same items.
+
+    `base` and `tuned` are the statistic's input columns, each with one value per item;
+    `statistic(*columns, axis=-1)` reduces the item axis and is vectorized over the others.
+    base = statistic(*base), tuned likewise, delta = tuned - base.
+    Interval: bootstrap over items (scipy.stats.bootstrap, paired=True: an item's base and
+    tuned values move together), delta recomputed per resample; BCa, percentile where BCa is
+    undefined. p: permutation test swapping whole items between base and tuned (as
+    `paired_ratio`). MDE: the normal approximation (z_{1-α/2} + z_power)·SE, with SE the
+    interval's half-width over z_{1-α/2}.
+    """
+    if len(base) != len(tuned):
+        raise ValueError(f"base has {len(base)} columns, tuned {len(tuned)}")
+    arrays = _paired_arrays(*base, *tuned)
+    columns = len(base)
+    n = len(arrays[0]) if arrays else 0
+    if n == 0:
+        return _none()
+    base_value = float(statistic(*arrays[:columns]))
+    tuned_value = float(statistic(*arrays[columns:]))
+    stacked = [np.concatenate([b, t]) for b, t in zip(arrays[:columns], arrays[columns:],
+                                                       strict=True)]
+
+    def swapped_delta(base_rows: np.ndarray, tuned_rows: np.ndarray, axis: int = -1) -> np.ndarray:
+        # rows index the stacked base and tuned items, so a swap moves an item's columns together
+        return (statistic(*(c[tuned_rows] for c in stacked), axis=axis)
+                - statistic(*(c[base_rows] for c in stacked), axis=axis))
+
+    def delta(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        return (statistic(*resampled[columns:], axis=axis)
+                - statistic(*resampled[:columns], axis=axis))
+
+    row = Comparison("paired_permutation", n, base_value, tuned_value, tuned_value - base_value,
+                     None, None, 1.0, None, "none")
+    if n == 1:
+        return row  # the one swap gives -delta, as extreme as delta: p = 1
+    p = _permutation_p((np.arange(n), np.arange(n) + n), swapped_delta, seed, resamples)
+    low, high, interval = _bootstrap_interval(tuple(arrays), delta, seed, alpha, resamples,
+                                              paired=True)
+    mde = None
+    if low is not None and high is not None:
+        z_alpha = stats.norm.ppf(1 - alpha / 2)
+        mde = float((z_alpha + stats.norm.ppf(power)) * (high - low) / (2 * z_alpha))
     return replace(row, ci_low=low, ci_high=high, p_value=p, mde=mde, interval=interval)
 
 

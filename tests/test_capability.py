@@ -84,7 +84,9 @@ def test_score_items_takes_the_argmax_and_the_length_normalized_argmax(tiny):
     # lm-eval divides by the choice's characters, without the space before it.
     per_char = totals / np.array([len(c) - 1 for c in item.choices])
     assert row == {"item_id": "x", "correct": bool(np.argmax(totals) == 0),
-                   "correct_norm": bool(np.argmax(per_char) == 0)}
+                   "correct_norm": bool(np.argmax(per_char) == 0),
+                   "choice_logliks": pytest.approx(totals.tolist(), rel=1e-5, abs=1e-4),
+                   "gold": 0}
 
 
 def with_greedy_choice(model, tokenizer, item: ChoiceItem) -> ChoiceItem:

@@ -17,6 +17,7 @@ from lorascope.statistics import (
     adjust_p_values,
     mean_interval,
     paired_binary,
+    paired_bootstrap_statistic,
     paired_continuous,
     paired_ratio,
     proportion_interval,
@@ -302,6 +303,77 @@ def test_ratio_of_identical_items_falls_back_to_a_degenerate_percentile_interval
 def test_ratio_with_one_item_has_p_one_and_no_interval():
     row = paired_ratio([1.0], [2.0], [3.0], [2.0], seed=0)
     assert (row.delta, row.p_value, row.ci_low, row.mde) == (1.0, 1.0, None, None)
+
+
+# -- any statistic ------------------------------------------------------------------------
+
+def median_product(a, b, axis=-1):
+    """A statistic of two columns that is no mean of per-item values."""
+    return np.median(a * b, axis=axis)
+
+
+def test_bootstrap_statistic_of_the_pooled_ratio_is_paired_ratio():
+    bn, bd, tn, td = losses()
+
+    def pooled(num, den, axis=-1):
+        return num.sum(axis) / den.sum(axis)
+
+    row = paired_bootstrap_statistic((bn, bd), (tn, td), pooled, seed=2, resamples=RESAMPLES)
+    ratio = paired_ratio(bn, bd, tn, td, seed=2, resamples=RESAMPLES)
+    assert row.interval == ratio.interval
+    assert (row.delta, row.ci_low, row.ci_high, row.p_value) == pytest.approx(
+        (ratio.delta, ratio.ci_low, ratio.ci_high, ratio.p_value), rel=1e-12)
+
+
+def test_bootstrap_statistic_interval_is_scipys_paired_bootstrap_with_the_same_seed():
+    base, tuned = scores(n=40)
+    weights = np.linspace(0.5, 1.5, 40)
+
+    def delta(bw, b, tw, t, axis=-1):
+        return median_product(tw, t, axis) - median_product(bw, b, axis)
+
+    row = paired_bootstrap_statistic((weights, base), (weights, tuned), median_product, seed=5,
+                                     resamples=RESAMPLES)
+    expected = stats.bootstrap((weights, base, weights, tuned), delta, paired=True,
+                               n_resamples=RESAMPLES, method="BCa",
+                               rng=np.random.default_rng(5)).confidence_interval
+    assert row.delta == pytest.approx(np.median(weights * tuned) - np.median(weights * base))
+    assert (row.ci_low, row.ci_high) == pytest.approx((expected.low, expected.high), rel=1e-12)
+
+
+def test_bootstrap_statistic_p_on_few_items_is_the_exact_enumeration_of_item_swaps():
+    base, tuned = scores(n=8, seed=6)
+    weights = np.arange(1.0, 9.0)
+    observed = abs(np.median(weights * tuned) - np.median(weights * base))
+    extreme = []
+    for swap in itertools.product((False, True), repeat=8):
+        swap = np.array(swap)
+        b, t = np.where(swap, tuned, base), np.where(swap, base, tuned)
+        extreme.append(abs(np.median(weights * t) - np.median(weights * b))
+                       >= observed * (1 - 1e-12))
+    row = paired_bootstrap_statistic((weights, base), (weights, tuned), median_product, seed=0)
+    assert row.p_value == pytest.approx(np.mean(extreme), rel=1e-12)
+
+
+def test_bootstrap_statistic_mde_matches_the_bootstrap_standard_error():
+    base, tuned = scores(n=200)
+    weights = np.ones(200)
+    row = paired_bootstrap_statistic((weights, base), (weights, tuned), median_product, seed=0,
+                                     resamples=RESAMPLES)
+
+    def delta(b, t, axis=-1):
+        return np.median(t, axis=axis) - np.median(b, axis=axis)
+
+    se = stats.bootstrap((base, tuned), delta, paired=True, n_resamples=RESAMPLES,
+                         rng=np.random.default_rng(0)).standard_error
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert row.mde == pytest.approx(z * se, rel=0.15)
+
+
+def test_bootstrap_statistic_edge_cases_give_test_none_and_p_one():
+    assert paired_bootstrap_statistic(([],), ([],), median_product, seed=0).test == "none"
+    row = paired_bootstrap_statistic(([1.0], [2.0]), ([3.0], [2.0]), median_product, seed=0)
+    assert (row.delta, row.p_value, row.ci_low, row.mde) == (4.0, 1.0, None, None)
 
 
 # -- single intervals and the correction ---------------------------------------------------

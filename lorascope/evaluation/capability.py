@@ -290,7 +290,8 @@ def score_items(
     model: Any, tokenizer: Any, items: Sequence[ChoiceItem], batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per item: correct (acc) and correct_norm (acc_norm)."""
+    """One row per item: correct (acc), correct_norm (acc_norm), each choice's summed
+    log-likelihood (choice_logliks, the calibration family's input) and the gold index."""
     scored = choice_loglikelihoods(
         model, [item_requests(tokenizer, item) for item in items], batch_size, progress)
     rows = []
@@ -301,6 +302,8 @@ def score_items(
             "item_id": item.item_id,
             "correct": bool(np.argmax(item_scores) == item.gold),
             "correct_norm": bool(np.argmax(item_scores / lengths) == item.gold),
+            "choice_logliks": item_scores.tolist(),
+            "gold": item.gold,
         })
     return rows
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from lorascope import statistics, warehouse
 from lorascope.config import StatisticsConfig
+from lorascope.evaluation.calibration import ece_comparison
 from lorascope.runs import RunContext
 
 GroupKey = tuple[str, str, str]  # family, metric, slice
@@ -32,6 +33,11 @@ def compare_items(items: list[dict[str, Any]], settings: StatisticsConfig,
             base, [row["base_weight"] for row in items],
             tuned, [row["tuned_weight"] for row in items],
             seed=seed, alpha=settings.alpha, power=settings.power, resamples=settings.resamples)
+    if items and items[0]["kind"] == "ece":
+        return ece_comparison(base, [row["base_weight"] for row in items],
+                              tuned, [row["tuned_weight"] for row in items], seed=seed,
+                              alpha=settings.alpha, power=settings.power,
+                              resamples=settings.resamples)
     if is_pass_fail(base + tuned):
         return statistics.paired_binary(base, tuned, alpha=settings.alpha,
                                         power=settings.power, mid_p=settings.mid_p)
@@ -57,6 +63,9 @@ def comparison_rows(
             groups[key].append(row)
     rows = []
     for (family, metric, slice_), group in sorted(groups.items()):
+        # In item order, not the database's scan order: the seeded resamples then give the
+        # same numbers for the same items.
+        group.sort(key=lambda row: row["item_id"])
         result = compare_items(group, settings, seed)
         values = asdict(result)
         lost, gained = values.pop("discordant") or (None, None)

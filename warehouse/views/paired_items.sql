@@ -3,7 +3,9 @@
 -- what is compared; lorascope.evaluation.comparisons reads it and decides the statistics
 -- (a test, an interval, the adjusted p and the MDE) into `comparisons`.
 -- kind: 'ratio' items carry a numerator (value) and a denominator (weight), pooled over
--- items (loss per token); otherwise the mean of the values, pass/fail when all are 0 or 1.
+-- items (loss per token); 'ece' items a confidence (value) and whether the answer was right
+-- (weight, 0 or 1), the expected calibration error over items; otherwise the mean of the
+-- values, pass/fail when all are 0 or 1.
 -- eval_set and item_id name the item for the contamination check.
 create or replace view paired_items as
 
@@ -23,6 +25,10 @@ instruction_results as (
 
 capability_items as (
     select * from capability_items
+),
+
+calibration_items as (
+    select * from calibration_items
 ),
 
 generations as (
@@ -155,6 +161,37 @@ capability as (
     where base.variant = 'base' and tuned.variant = 'tuned'
 ),
 
+-- Calibration (calibration_items): `brier`, each item's multi-class Brier score of the
+-- softmax over its choices, a score per item; `ece`, the expected calibration error, is no
+-- per-item mean: its items carry the confidence (value) and whether the answer was right
+-- (weight), and lorascope.evaluation.calibration.ece_comparison bootstraps it.
+calibration as (
+    select
+        base.evaluation_id,
+        base.run_id,
+        'calibration' as family,
+        metric.name as metric,
+        base.task as slice,
+        metric.kind,
+        base.task as eval_set,
+        base.item_id,
+        case when metric.name = 'brier' then base.brier else base.confidence end
+            as base_value,
+        case when metric.name = 'brier' then tuned.brier else tuned.confidence end
+            as tuned_value,
+        case when metric.name = 'brier' then 1.0 else base.correct::double end
+            as base_weight,
+        case when metric.name = 'brier' then 1.0 else tuned.correct::double end
+            as tuned_weight
+    from calibration_items as base
+    inner join calibration_items as tuned
+        on base.evaluation_id = tuned.evaluation_id
+        and base.task = tuned.task
+        and base.item_id = tuned.item_id
+    cross join (values ('brier', 'mean'), ('ece', 'ece')) as metric(name, kind)
+    where base.variant = 'base' and tuned.variant = 'tuned'
+),
+
 -- Failure modes: per prompt answered by both, whether each variant's answer shows the mode
 -- (0 when it does not), for every mode seen in the evaluation.
 answered as (
@@ -273,6 +310,8 @@ left join prompts
     and instruction_following.prompt_id = prompts.prompt_id
 union all by name
 select *, 1.0 as base_weight, 1.0 as tuned_weight from capability
+union all by name
+select * from calibration
 union all by name
 select
     failure_mode.*,
