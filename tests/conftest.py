@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,31 +122,41 @@ def judge_url(tiny_mistral_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """An mlx_lm.server serving tiny-mistral on loopback; stopped when the module is done."""
     port = free_port()
     log = tmp_path_factory.mktemp("judge_server") / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with serving([sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_mistral_dir),
+                  "--host", "127.0.0.1", "--port", str(port)],
+                 f"http://127.0.0.1:{port}/health", log, {**os.environ, "HF_HUB_OFFLINE": "1"},
+                 timeout=60):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@contextlib.contextmanager
+def serving(command: list[str], health_url: str, log: Path, env: dict[str, str],
+            timeout: float = 180) -> Iterator[subprocess.Popen]:
+    """A server process (its output in `log`), once `health_url` answers; stopped after."""
     with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_mistral_dir),
-             "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                with urllib.request.urlopen(health_url, timeout=2):
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlx_lm.server did not start:\n{log.read_text()}")
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
+                    pytest.fail(f"{command[:4]} did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.3)
+        yield server
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 # ---------------------------------------------------------------- instruction data

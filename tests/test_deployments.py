@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN, free_port, home_with_tiny_mistral
+from conftest import TINY_RUN, free_port, home_with_tiny_mistral, serving, stop_process
 
 from lorascope import warehouse
 from lorascope.config import ConfigError
@@ -97,23 +97,6 @@ def wait_until(ready, what: str, timeout: float, log: Path | None = None) -> Non
         time.sleep(0.5)
 
 
-def server_is_up(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def work_pool(tmp_path_factory: pytest.TempPathFactory, tiny_mistral_dir: Path):
     """A real Prefect server on a free loopback port, prefect.yaml deployed to its `lorascope`
@@ -125,29 +108,25 @@ def work_pool(tmp_path_factory: pytest.TempPathFactory, tiny_mistral_dir: Path):
            "LORASCOPE_HOME": str(home), "LORASCOPE_PROJECT": str(ROOT),
            "PREFECT_SERVER_UI_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
-    processes = []
-    try:
-        server_log = folder / "server.log"
-        processes.append(subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port",
-             api_url.split(":")[-1].split("/")[0]],
-            stdout=server_log.open("w"), stderr=subprocess.STDOUT, env=env))
-        wait_until(lambda: server_is_up(api_url), "prefect server", 120, server_log)
+    with serving([PREFECT, "server", "start", "--host", "127.0.0.1", "--port",
+                  api_url.split(":")[-1].split("/")[0]], f"{api_url}/health",
+                 folder / "server.log", env, timeout=120):
         for command in (["work-pool", "create", "lorascope", "--type", "process"],
                         ["--no-prompt", "deploy", "--all", "--prefect-file", "prefect.yaml"]):
             subprocess.run([PREFECT, *command], cwd=ROOT, env=env, check=True,
                            capture_output=True, timeout=300)
-        logs = {}
-        for worker in ("worker-a", "worker-b"):
-            logs[worker] = folder / f"{worker}.log"
-            processes.append(subprocess.Popen(
-                [PREFECT, "worker", "start", "--pool", "lorascope", "--limit", "1",
-                 "--name", worker], stdout=logs[worker].open("w"), stderr=subprocess.STDOUT,
-                env=env, cwd=folder))
-        yield env, logs
-    finally:
-        for process in reversed(processes):
-            stop(process)
+        logs, workers = {}, []
+        try:
+            for worker in ("worker-a", "worker-b"):
+                logs[worker] = folder / f"{worker}.log"
+                workers.append(subprocess.Popen(
+                    [PREFECT, "worker", "start", "--pool", "lorascope", "--limit", "1",
+                     "--name", worker], stdout=logs[worker].open("w"),
+                    stderr=subprocess.STDOUT, env=env, cwd=folder))
+            yield env, logs
+        finally:
+            for process in reversed(workers):
+                stop_process(process)
 
 
 def api(env: dict[str, str], route: str, body: dict) -> list[dict]:

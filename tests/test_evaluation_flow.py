@@ -209,6 +209,19 @@ def test_a_new_goal_reuses_every_answer_and_item_and_scores_only_itself(
                       "'has_digit'", [evaluation_id]) == [(12,)]
 
 
+def test_the_same_judge_of_the_same_answers_is_not_asked_again(
+    home: Path, api_url: str, first_run: dict, second_run: dict, judge_url: str
+) -> None:
+    # second_run's generation and judge settings, with a goal added: a new evaluation.
+    result = lorascope(home, api_url, "eval", first_run["run_id"], "--set", "eval.max_tokens=6",
+                       "--set", f"eval.judge={{url: '{judge_url}', model: default_model, "
+                       "max_tokens: 8}", "--set", "eval.goal=[{name: any, regex: '.'}]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "reused 12 judgments rows (judge_model=default_model)" in log
+    assert "reused 6 generations rows (variant=tuned)" in log
+
+
 def test_a_second_writer_of_a_locked_run_exits_at_once_naming_the_holder(
     home: Path, api_url: str, config: Path, first_run: dict
 ) -> None:

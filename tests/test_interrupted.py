@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, home_with_tiny_mistral
+from conftest import free_port, home_with_tiny_mistral, serving
 
 from lorascope import warehouse
 from lorascope.paths import RunPaths, warehouse_path
@@ -41,30 +40,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("prefect_server")
     env = {**os.environ, "PREFECT_HOME": str(folder), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
-    log = folder / "server.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port), "--no-ui"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"prefect server did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+    with serving([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                  "--port", str(port), "--no-ui"], f"{url}/health", folder / "server.log", env):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
 
 
 def test_the_crash_automation_is_created_once_however_often_it_is_ensured(prefect_server) -> None:

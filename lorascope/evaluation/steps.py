@@ -288,6 +288,12 @@ def judge_run(context: RunContext, prompts: list[EvalPrompt],
         if unreferenced:
             log(f"judge {judge.model}: {len(unreferenced)} prompts of a reference category "
                 f"have no reference answer and are judged with pair-v2 ({unreferenced[0]}, ...)")
+        # Verdicts an earlier evaluation's judge of the same model gave on the same answers
+        # (the same generation settings: the same answers) are this judge's too.
+        reuse_rows(context, "judgments", GENERATION_SETTINGS,
+                   ("prompt_id", "judge_model", "judge_prompt_version", "judge_order"),
+                   lambda row, ids={p.prompt_id for p in chosen}: row["prompt_id"] in ids,
+                   log=log, judge_model=judge.model)
         endpoint = JudgeEndpoint(**judge.model_dump(exclude={"prompt_sets",
                                                              "reference_categories"}))
         try:
