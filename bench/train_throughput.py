@@ -9,6 +9,13 @@ plus the planner's predicted peak memory and speed against the measured ones.
     python bench/train_throughput.py --mistral-7b-layers 1
     python bench/train_throughput.py --mistral-7b-layers 1 --lorascope-only   # planner check
 
+`--pad-multiples 32,8,16` instead trains lorascope on the demo's own setting (configs/demo.yaml:
+its training split of builtin:sciq-format, rows of every length, batch 4, its LoRA) once per
+`train.pad_to_multiple`, alternating the values round by round, and prints each one's real
+tokens/s over the whole run, first steps and their graph compilations included: a smaller
+multiple computes less padding but gives more batch shapes, and `mx.compile` compiles the
+training step once per shape.
+
 `--lorascope-only` runs only lorascope on OpenBLAS (no `mlx_lm lora`, no reference BLAS): the
 planner's check at a fraction of the cost. `--calibrate` measures, in this process, the
 constants of the planner's `linux-cpu-2core` profile: MLX's matrix-product rate at the model's
@@ -24,7 +31,10 @@ against smollm2-135m's 576-wide matrices than against Mistral 7B's 4096-wide one
 Every batch has the same shape (examples longer than --seq, truncated to it, no prompt
 masking), so the data order of each trainer does not matter: each step trains exactly
 batch x (seq - 1) tokens. tok/s is the median of the per-step rates after the first
-(which includes graph compilation), as each trainer reports it. The two OpenBLAS trainers
+(which includes graph compilation). Every rate counts real tokens only (the sum of the
+rows' lengths, never padding): lorascope's from the batches it trained on, mlx-lm's as its
+CLI reports it, which without prompt masking is the same sum. Peak memory is MLX's
+`mx.get_peak_memory()` in each training process. The two OpenBLAS trainers
 run alternately `--rounds` times and each keeps its best round, so that load from other
 processes on a shared machine penalises neither side more than the other.
 """
@@ -32,6 +42,7 @@ processes on a shared machine penalises neither side more than the other.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -81,10 +92,12 @@ def write_bench_data(model: str, seq: int, batch: int, home: Path, folder: Path)
 
 
 def lorascope_worker(config: dict, home: Path) -> dict:
-    """One lorascope training run in this process; rates as mlx-lm's trainer reports them."""
+    """One lorascope training run in this process: per step, real (non-padding) tokens and
+    seconds, and MLX's peak memory."""
     import mlx.core as mx
 
     from lorascope.config import parse_config
+    from lorascope.data.builtin import resolve_data_source
     from lorascope.data.sources import load_splits
     from lorascope.models.loader import load_model, resolve_model
     from lorascope.paths import RunPaths
@@ -92,7 +105,7 @@ def lorascope_worker(config: dict, home: Path) -> dict:
 
     run_config = parse_config(config)
     model_path = resolve_model(run_config.model.source, home)
-    splits = load_splits(run_config.data.source)
+    splits = load_splits(resolve_data_source(run_config.data.source, home))
     model, tokenizer = load_model(model_path)
     mx.eval(model.parameters())
     mx.reset_peak_memory()
@@ -102,8 +115,74 @@ def lorascope_worker(config: dict, home: Path) -> dict:
                        [r.messages for r in splits["valid"]], run_config, model_path,
                        RunPaths(Path(run_dir)), "bench", "bench", sink=rows.extend,
                        log=lambda _: None)
-    rates = [r["tokens_per_second"] for r in rows if r["split"] == "train"]
-    return {"rates": rates, "peak_gb": mx.get_peak_memory() / 1e9}
+    train = [r for r in rows if r["split"] == "train"]
+    real, counted, computed = step_tokens(run_config, tokenizer, splits["train"], len(train))
+    # mlx-lm reports the targets its loss counted per second: that count over the rate is
+    # the step's time, which carried the batch's `real` tokens.
+    done = [0] + [r["trained_tokens"] for r in train]
+    if [b - a for a, b in itertools.pairwise(done)] != counted:
+        raise SystemExit("the replayed batches are not the ones the trainer trained on")
+    seconds = [n / r["tokens_per_second"] for n, r in zip(counted, train, strict=True)]
+    return {"rates": [n / t for n, t in zip(real, seconds, strict=True)], "real": real,
+            "seconds": seconds, "computed": computed, "peak_gb": mx.get_peak_memory() / 1e9}
+
+
+def step_tokens(run_config, tokenizer, rows, steps: int) -> tuple[list[int], ...]:
+    """For each of the run's first `steps` batches (lorascope's data order, replayed): its
+    real tokens (the rows' lengths), the targets mlx-lm's default_loss counts, and the
+    positions the model computes (padding included)."""
+    from lorascope.training.trainer import loss_tokens, resumable_batches, tokenize_examples
+
+    tc, seq = run_config.train, run_config.data.max_seq_length
+    examples = tokenize_examples(rows, tokenizer, tc.mask_prompt)
+    batches = resumable_batches(examples, tc.batch_size, seq, loop=True,
+                                seed=run_config.seed, pad_to=tc.pad_to_multiple)
+    real, counted, computed = [], [], []
+    for tokens, bounds in itertools.islice(batches, steps):
+        real.append(int(bounds[:, 1].sum().item()))
+        counted.append(int(loss_tokens(tokens, bounds).item()))
+        computed.append(tokens.shape[0] * (tokens.shape[1] - 1))
+    return real, counted, computed
+
+
+def demo_config(model: str, steps: int, pad_to: int) -> dict:
+    """configs/demo.yaml's training, `steps` long, reporting every step, for one multiple."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    config.pop("eval")
+    config["model"]["source"] = model
+    config["train"].update(iters=steps, steps_per_report=1, steps_per_eval=steps + 1,
+                           val_batches=1, save_every=steps, pad_to_multiple=pad_to)
+    return config
+
+
+def compare_padding(model: str, multiples: list[int], steps: int, rounds: int, home: Path,
+                    openblas: str) -> None:
+    """lorascope on the demo's data once per padding multiple, alternating round by round."""
+    results: dict[int, list[dict]] = {n: [] for n in multiples}
+    for round_ in range(rounds):
+        for n in multiples if round_ % 2 == 0 else multiples[::-1]:
+            results[n].append(run_lorascope(demo_config(model, steps, n), home, openblas))
+
+    def whole(run: dict) -> float:
+        return sum(run["real"]) / sum(run["seconds"])
+
+    print(f"LoRA training on {model}, configs/demo.yaml's data and LoRA, {steps} steps per run; "
+          f"real (non-padding) tokens/s over the whole run, compilations included; best of "
+          f"{rounds} alternating rounds\n")
+    print(f"{'padded to':<22}{'shapes':>7}{'padding':>9}{'real tok/s':>12}{'ratio':>8}"
+          f"{'steady':>9}{'peak GB':>9}  per round")
+    first = None
+    for n in multiples:
+        best = max(results[n], key=whole)
+        first = first or whole(best)
+        padding = 1 - sum(best["real"]) / sum(best["computed"])
+        shapes = len({c // 4 for c in best["computed"]})
+        label = f"1 + k x {n}" + (" (mlx-lm)" if n == 32 else "")
+        print(f"{label:<22}{shapes:>7}{padding:>8.1%}{whole(best):>12.1f}"
+              f"{whole(best) / first:>7.2f}x{steady(best['rates']):>9.1f}{best['peak_gb']:>9.3f}"
+              f"  {[round(whole(r)) for r in results[n]]}")
 
 
 def mistral_7b_shaped(layers: int, home: Path) -> Path:
@@ -222,6 +301,8 @@ def main() -> None:
                         help="only lorascope on OpenBLAS: the planner's check, no comparisons")
     parser.add_argument("--calibrate", action="store_true",
                         help="measure the planner's CPU constants on the model's shapes, then exit")
+    parser.add_argument("--pad-multiples", metavar="N,N,...",
+                        help="instead: the demo's data once per train.pad_to_multiple")
     parser.add_argument("--home", default=os.environ.get("LORASCOPE_HOME", ".lorascope"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -238,6 +319,10 @@ def main() -> None:
     openblas = find_optimized_blas()
     if openblas is None:
         raise SystemExit("no optimized BLAS found: apt-get install libopenblas0-pthread")
+    if args.pad_multiples:
+        multiples = [int(n) for n in args.pad_multiples.split(",")]
+        compare_padding(args.model, multiples, args.steps, args.rounds, home, str(openblas))
+        return
     if args.mistral_7b_layers:
         args.model = str(mistral_7b_shaped(args.mistral_7b_layers, home))
     model_path = resolve_model(args.model, home)

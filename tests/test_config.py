@@ -107,10 +107,10 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
-def test_the_number_of_training_processes_does_not_change_the_run_id():
+def test_the_number_of_training_processes_and_the_padding_do_not_change_the_run_id():
     from lorascope.runs import run_id_for
 
     one = parse_config({"train": {"batch_size": 4}})
-    two = parse_config({"train": {"batch_size": 4, "ranks": 2}})
+    two = parse_config({"train": {"batch_size": 4, "ranks": 2, "pad_to_multiple": 8}})
     other = parse_config({"train": {"batch_size": 8}})
     assert run_id_for(one) == run_id_for(two) != run_id_for(other)

@@ -125,12 +125,18 @@ def batch_schedule(n_batches: int, seed: int, start: int) -> Iterator[int]:
         epoch, position = epoch + 1, 0
 
 
-def collate(examples: Sequence[Example], max_seq_length: int) -> tuple[Any, Any]:
-    """Pad to 1 + a multiple of 32 (mlx-lm's rule) and return (tokens, [offset, length])."""
+def collate(
+    examples: Sequence[Example], max_seq_length: int, pad_to: int = 32
+) -> tuple[Any, Any]:
+    """Pad to 1 + a multiple of `pad_to` and return (tokens, [offset, length]).
+
+    mlx-lm's rule with its fixed 32 made a setting (train.pad_to_multiple): the model reads
+    a multiple of `pad_to` positions, and the one position past the longest row stays, the
+    padding target mlx-lm's default_loss counts, so losses stay mlx-lm's."""
     import mlx.core as mx
 
     lengths = [min(len(ids), max_seq_length) for ids, _ in examples]
-    width = min(1 + 32 * ((max(lengths) + 31) // 32), max_seq_length)
+    width = min(1 + pad_to * ((max(lengths) + pad_to - 1) // pad_to), max_seq_length)
     tokens = np.zeros((len(examples), width), np.int32)
     for row, ((ids, _), length) in enumerate(zip(examples, lengths, strict=True)):
         tokens[row, :length] = ids[:length]
@@ -147,8 +153,10 @@ def resumable_batches(
     *,
     seed: int = 0,
     start: int = 0,
+    pad_to: int = 32,
 ) -> Iterator[tuple[Any, ...]]:
-    """Drop-in for mlx-lm's `iterate_batches`; `start` skips batches already trained on.
+    """Drop-in for mlx-lm's `iterate_batches`; `start` skips batches already trained on,
+    `pad_to` is `collate`'s padding multiple.
 
     Over several ranks (`comm_group` of size > 1) every rank walks the same global batches
     and takes rows rank, rank + size, ... (mlx-lm's sharding), padded as the whole batch is;
@@ -159,7 +167,7 @@ def resumable_batches(
     # validation: a fixed order, independent of training progress
     order = batch_schedule(len(batches), seed, start) if loop else range(len(batches))
     for index in order:
-        tokens, bounds = collate([dataset[i] for i in batches[index]], max_seq_length)
+        tokens, bounds = collate([dataset[i] for i in batches[index]], max_seq_length, pad_to)
         if size == 1:
             yield tokens, bounds
         elif loop:
@@ -200,6 +208,8 @@ RESUME_SAFE_FIELDS = {
     ("train", "steps_per_eval"), ("train", "val_batches"), ("train", "keep_checkpoints"),
     # how many processes train: the same data order and checkpoint, up to float summation
     ("train", "ranks"), ("train", "hostfile"),
+    # how wide batches are padded: the same rows and targets, up to float summation
+    ("train", "pad_to_multiple"),
     ("eval",), ("name",),
 }
 
@@ -437,7 +447,8 @@ def train_adapters(
             train(
                 model=model, optimizer=optimizer, train_dataset=train_set, val_dataset=valid_set,
                 args=args, loss=loss,
-                iterate_batches=partial(resumable_batches, seed=config.seed, start=done),
+                iterate_batches=partial(resumable_batches, seed=config.seed, start=done,
+                                        pad_to=tc.pad_to_multiple),
                 training_callback=callback,
             )
         except (MemoryError, RuntimeError) as error:
