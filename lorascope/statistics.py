@@ -349,20 +349,6 @@ def proportion_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[fl
     return float(low), float(high)
 
 
-def mean_interval(values: Sequence[float],
-                  alpha: float = 0.05) -> tuple[float | None, float | None]:
-    """Student t interval of the mean (scipy.stats.t); (None, None) for fewer than 2 values,
-    (mean, mean) when all values are equal."""
-    array = _paired_arrays(values)[0]
-    if len(array) < 2:
-        return None, None
-    mean, sem = float(array.mean()), float(stats.sem(array))
-    if sem == 0:
-        return mean, mean
-    low, high = stats.t.interval(1 - alpha, len(array) - 1, loc=mean, scale=sem)
-    return float(low), float(high)
-
-
 def adjust_p_values(p_values: Sequence[float | None],
                     method: Literal["holm", "bh"] = "holm") -> list[float | None]:
     """Holm (family-wise error) or Benjamini-Hochberg (false discovery rate) adjusted p-values

@@ -6,7 +6,9 @@ real scoring of tiny-mistral lands."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,13 +20,23 @@ from lorascope.evaluation.calibration import (
     choice_probabilities,
     ece_comparison,
     expected_calibration_error,
-    item_calibration,
     reliability_bins,
 )
 from lorascope.evaluation.capability import ChoiceItem, item_requests, score_items
 from lorascope.warehouse import query, select_rows, write_rows
 
 EVALUATION = "cal-run-eval-1"
+
+
+def item_calibration(logliks: Sequence[float], gold: int) -> dict[str, Any]:
+    """The reference the views are checked against: an item's confidence (largest
+    probability), whether its argmax is gold, its Brier score."""
+    probabilities = choice_probabilities(logliks)
+    truth = np.zeros_like(probabilities)
+    truth[gold] = 1.0
+    return {"confidence": float(probabilities.max()),
+            "correct": bool(np.argmax(probabilities) == gold),
+            "brier": float(np.sum((probabilities - truth) ** 2))}
 
 
 def numpy_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:

@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.proportion import proportion_confint
 
 from lorascope.statistics import (
     adjust_p_values,
-    mean_interval,
     paired_binary,
     paired_bootstrap_statistic,
     paired_continuous,
@@ -386,29 +384,6 @@ def test_proportion_interval_is_statsmodels_wilson(successes, n):
 
 def test_proportion_interval_of_nothing_is_zero_to_one():
     assert proportion_interval(0, 0) == (0.0, 1.0)
-
-
-def test_mean_interval_is_the_student_t_interval_of_ttest():
-    values = np.array([0.2, 0.5, 0.9, 0.4, 0.7])
-    expected = stats.ttest_1samp(values, 0).confidence_interval(0.95)
-    assert mean_interval(values) == pytest.approx((expected.low, expected.high), rel=1e-12)
-    assert mean_interval(values) == pytest.approx(
-        stats.t.interval(0.95, 4, loc=values.mean(), scale=stats.sem(values)), rel=1e-12)
-
-
-def test_mean_interval_edge_cases():
-    assert mean_interval([]) == (None, None)
-    assert mean_interval([0.3]) == (None, None)
-    assert mean_interval([0.3, 0.3]) == (0.3, 0.3)
-
-
-@pytest.mark.parametrize("method,statsmodels_method", [("holm", "holm"), ("bh", "fdr_bh")])
-def test_adjusted_p_values_match_multipletests_and_skip_none(method, statsmodels_method):
-    p_values = [0.01, None, 0.04, 0.03, None, 0.5, 0.002]
-    present = [p for p in p_values if p is not None]
-    expected = iter(multipletests(present, method=statsmodels_method)[1])
-    assert adjust_p_values(p_values, method) == [
-        None if p is None else pytest.approx(next(expected), rel=1e-12) for p in p_values]
 
 
 def test_adjusting_nothing_gives_nothing():

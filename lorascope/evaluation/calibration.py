@@ -37,16 +37,6 @@ def choice_probabilities(logliks: Sequence[float]) -> np.ndarray:
     return softmax(np.asarray(logliks, dtype=float))
 
 
-def item_calibration(logliks: Sequence[float], gold: int) -> dict[str, Any]:
-    """An item's confidence (largest probability), whether its argmax is gold, its Brier score."""
-    probabilities = choice_probabilities(logliks)
-    truth = np.zeros_like(probabilities)
-    truth[gold] = 1.0
-    return {"confidence": float(probabilities.max()),
-            "correct": bool(np.argmax(probabilities) == gold),
-            "brier": float(np.sum((probabilities - truth) ** 2))}
-
-
 def bin_index(confidence: np.ndarray, bins: int = BINS) -> np.ndarray:
     """The equal-width bin (0-based) of each confidence: bin b holds b/bins < conf <= (b+1)/bins,
     a confidence of 0 goes to the first bin."""
