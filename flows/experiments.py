@@ -3,6 +3,7 @@
     lorascope sweep configs/demo.yaml lora.rank 4 8 16          # rank sensitivity
     lorascope sweep configs/demo.yaml data.source builtin:sciq-format my_domain/   # domains
     lorascope sweep configs/demo.yaml lora.rank 4 8 --work-pool lorascope   # on the pool's workers
+    lorascope experiment domains configs/demo.yaml configs/demo-commonsense.yaml   # transfer
 
 Each value is an ordinary run, resumable like any other: a subflow in this process, or with a
 work pool its own flow run of the pool's pipeline deployment (prefect.yaml), so the pool's
@@ -30,16 +31,25 @@ from prefect.deployments import run_deployment
 from lorascope.config import load_config
 from lorascope.deployments import check_paths, notify_failure
 from lorascope.experiments import (
+    DOMAIN,
     MemberFailed,
     check_values,
+    domain_experiment_id,
     experiment_id_for,
+    load_domain_configs,
     member_name,
     member_overrides,
+    transfer_overrides,
 )
+from lorascope.flows.evaluation import reevaluate
 from lorascope.flows.pipeline import pipeline, started_by_deployment
 from lorascope.paths import lorascope_home
 from lorascope.runs import run_id_for
-from lorascope.tasks.reporting import experiment_report_task, record_member_task
+from lorascope.tasks.reporting import (
+    domain_report_task,
+    experiment_report_task,
+    record_member_task,
+)
 
 DEPLOYMENT = "pipeline"  # the pipeline's deployment in prefect.yaml
 POLL_SECONDS = 5
@@ -82,6 +92,44 @@ def sweep(config_path: str, parameter: str, values: list[Any], home: str | None 
         record_member_task(state_home, experiment_id, run_id, parameter, position, value,
                            config_path, overrides)
     report = experiment_report_task(state_home, experiment_id, parameter)
+    logger.info("experiment report: %s", report)
+    return experiment_id
+
+
+@flow(name="lorascope-domains", flow_run_name="domains", log_prints=True,
+      on_failure=[notify_failure], on_crashed=[notify_failure])
+def domain_experiment(config_paths: list[str], home: str | None = None) -> str:
+    """Tune one run per config, each on its own domain; evaluate every run on every
+    member's domain (its eval prompts and goal); report the matrix. Returns the experiment
+    id. Each run and evaluation is an ordinary one, so a re-run continues where it stopped.
+
+    Args:
+        config_paths: one run config YAML per domain, e.g. configs/demo.yaml and
+            configs/demo-commonsense.yaml; the config's name names its domain
+        home: state folder (warehouse, runs); default $LORASCOPE_HOME
+    """
+    if started_by_deployment():
+        for config_path in config_paths:
+            check_paths(config_path, home)
+    state_home = str(Path(home) if home else lorascope_home())
+    configs = load_domain_configs(config_paths)
+    experiment_id = domain_experiment_id(configs)
+    logger = get_run_logger()
+    run_ids = []
+    for config_path, config in zip(config_paths, configs, strict=True):
+        logger.info("%s: tuning on %s (%s)", experiment_id, config.name, config.data.source)
+        run_ids.append(pipeline(config_path, home=state_home))
+    for run_id, trained in zip(run_ids, configs, strict=True):
+        for evaluated in configs:
+            if evaluated is not trained:
+                logger.info("%s: %s evaluated on %s", experiment_id, trained.name,
+                            evaluated.name)
+                reevaluate(run_id, transfer_overrides(evaluated), home=state_home)
+    for position, (config_path, config, run_id) in enumerate(
+            zip(config_paths, configs, run_ids, strict=True)):
+        record_member_task(Path(state_home), experiment_id, run_id, DOMAIN, position,
+                           config.name, config_path, [])
+    report = domain_report_task(Path(state_home), experiment_id, [c.name for c in configs])
     logger.info("experiment report: %s", report)
     return experiment_id
 

@@ -22,6 +22,8 @@ examples:
   lorascope eval demo-1a2b3c4d5e --set eval.max_tokens=128   re-evaluate, no training
   lorascope eval configs/demo.yaml --adapter DIR         base vs base+adapter, no training
   lorascope sweep configs/demo.yaml lora.rank 4 8 16     rank sensitivity, one run per value
+  lorascope experiment domains configs/demo.yaml configs/demo-commonsense.yaml
+                                                         domain transfer: one run per domain
   lorascope serve configs/demo.yaml --cron "0 1 * * *"   run from the Prefect UI; nightly at 01:00
   lorascope config explain                               every config field, default and help
 
@@ -85,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run each value as its own flow run on this Prefect work pool's "
                        "workers (prefect.yaml's pipeline deployment), side by side")
 
+    experiment = commands.add_parser(
+        "experiment", help="an experiment over several configs (domains: the transfer matrix)")
+    kinds = experiment.add_subparsers(dest="kind", required=True, metavar="KIND")
+    domains = kinds.add_parser(
+        "domains", help="one run per config, each tuned on its own domain, every run "
+        "evaluated on every domain's eval prompts and goal: in-domain gain and transfer")
+    domains.add_argument("configs", nargs="+", metavar="CONFIG",
+                         help="one run config per domain; its name names the domain")
+
     serve = commands.add_parser(
         "serve", help="serve the pipeline for a config to the Prefect UI, optionally on a schedule")
     serve.add_argument("config")
@@ -109,8 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("config")
     plan.add_argument("--hardware", choices=["m4", "m4-pro", "m4-max", "m1-max", "m2-ultra",
                                              "linux-cpu-2core"],
-                      help="machine to predict for (default: this Mac's chip when it is one of "
-                      "these, else m1-max on a Mac and linux-cpu-2core elsewhere)")
+                      help="machine to predict for (default: this machine: its stored "
+                      "measurement, its built-in profile, else measured now, once)")
+    plan.add_argument("--calibrate", action="store_true",
+                      help="measure this machine again (a few seconds) and store its constants "
+                      "in $LORASCOPE_HOME/machines/")
+    plan.add_argument("--compare-methods", action="store_true",
+                      help="LoRA, QLoRA, full fine-tuning and a hosted API on the Apple "
+                      "profiles and linux-cpu-2core, for a dataset (docs/economics.md)")
+    plan.add_argument("--examples", type=int, default=10_000,
+                      help="with --compare-methods: training examples")
+    plan.add_argument("--tokens-per-example", type=int, default=512,
+                      help="with --compare-methods: tokens per example")
+    plan.add_argument("--epochs", type=int, default=3, help="with --compare-methods: epochs")
+    plan.add_argument("--api-price-per-mtok", type=float, default=None,
+                      help="with --compare-methods: a hosted API's price per 1M training tokens "
+                      "(default: an example, 0.46, dated in docs/economics.md)")
     plan.add_argument("--tokens-per-second", type=float,
                       help="measured training speed; overrides the hardware's FLOP rate")
     plan.add_argument("--watts", type=float, help="power draw under load (default: hardware's)")
@@ -163,7 +188,7 @@ def cmd_run(config_path: str, overrides: list[str]) -> int:
 
         pipeline(config_path, overrides)
     print(f"\nrun {run_id} completed")
-    print(f"  report:    {RunPaths.of(run_id).report}")
+    print(f"  report:    {RunPaths.of(run_id).report} (and report.html beside it)")
     print(f"  warehouse: {warehouse_path()}")
     print("  try:       lorascope sql --saved goal_improvement")
     return 0
@@ -289,6 +314,18 @@ def cmd_sweep(config_path: str, parameter: str, raw_values: list[str],
     return 0
 
 
+def cmd_experiment_domains(config_paths: list[str]) -> int:
+    from lorascope.experiments import load_domain_configs
+
+    load_domain_configs(config_paths)  # before Prefect starts
+    from lorascope.flows.experiments import domain_experiment
+
+    experiment_id = domain_experiment(config_paths)
+    print(f"\nexperiment {experiment_id} completed")
+    print("  try:       lorascope sql --saved domain_transfer")
+    return 0
+
+
 def cmd_serve(config_path: str, cron: str | None, timezone: str) -> int:
     from lorascope.config import load_config
 
@@ -316,7 +353,8 @@ def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
 
             evaluation_id = reevaluate(target, overrides)
         print(f"\nrun {target} evaluated: evaluation {evaluation_id}")
-        print(f"  report:    {RunPaths.of(target).evaluation(evaluation_id) / 'report.md'}")
+        print(f"  report:    {RunPaths.of(target).evaluation(evaluation_id) / 'report.md'} "
+              "(and report.html beside it)")
         print("  try:       lorascope sql --saved evaluations")
         return 0
     config, _ = adapter_run_config(load_config(target, overrides),
@@ -325,23 +363,42 @@ def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
         from lorascope.flows.evaluation import evaluate_adapter
 
         run_id = evaluate_adapter(target, adapter, overrides)
-    print(f"\nrun {run_id} evaluated\n  report:    {RunPaths.of(run_id).report}")
+    print(f"\nrun {run_id} evaluated\n  report:    {RunPaths.of(run_id).report} "
+          "(and report.html beside it)")
     print("  try:       lorascope sql --saved goal_improvement")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from lorascope.config import load_config
+    from lorascope.config import ConfigError, load_config
     from lorascope.paths import lorascope_home
     from lorascope.training import planner
 
     config = load_config(args.config, args.overrides)
     home = lorascope_home()
-    hardware = args.hardware or planner.this_machine()
+    dims = planner.model_dims_for(config.model.source, home)
+    if args.compare_methods:
+        from lorascope.training import economics
+
+        dataset = economics.Dataset(args.examples, args.tokens_per_example, args.epochs)
+        machines = (args.hardware,) if args.hardware else economics.MACHINES
+        plans = economics.compare(dims, config, dataset, args.price_per_kwh, machines)
+        api_price = args.api_price_per_mtok
+        print(economics.format_comparison(
+            dims, config, dataset, plans, args.price_per_kwh,
+            economics.API_PRICE_PER_MTOK if api_price is None else api_price))
+        return 0
+    if args.hardware and args.calibrate:
+        raise ConfigError("--calibrate measures this machine: leave out --hardware")
+    if args.hardware:
+        hardware = planner.HARDWARE[args.hardware]
+    else:
+        from lorascope.training.calibration import this_machine
+
+        hardware = this_machine(home, recalibrate=args.calibrate)
     data = None if args.no_data else planner.data_stats_for(config, home)
-    plan = planner.plan_run(
-        planner.model_dims_for(config.model.source, home), config, planner.HARDWARE[hardware],
-        data, args.tokens_per_second, args.watts, args.price_per_kwh)
+    plan = planner.plan_run(dims, config, hardware, data, args.tokens_per_second, args.watts,
+                            args.price_per_kwh)
     print(planner.format_plan(plan, config))
     return 0
 
@@ -378,7 +435,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-FLOW_COMMANDS = ("run", "resume", "sweep", "serve", "eval")
+FLOW_COMMANDS = ("run", "resume", "sweep", "experiment", "serve", "eval")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -392,6 +449,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_validate(args.config, args.data)
     if args.command == "sweep":
         return cmd_sweep(args.config, args.parameter, args.values, args.work_pool)
+    if args.command == "experiment":
+        return cmd_experiment_domains(args.configs)
     if args.command == "serve":
         return cmd_serve(args.config, args.cron, args.timezone)
     if args.command == "eval":

@@ -212,6 +212,14 @@ class TrainConfig(_Section):
         "batch shapes, each compiled once; the losses are the same up to float rounding. 8 "
         "trained the demo 1.20x faster than 32 (bench/train_throughput.py --pad-multiples).",
     )
+    pack: bool = Field(
+        False, description="Pack several examples into each row (rows as wide as the "
+        "longest example), each attending only to itself, with its own loss unchanged "
+        "(Llama/Mistral models). A step then trains on every example its batch_size rows "
+        "hold, so iters "
+        "means fewer, larger steps: a different training, part of the run id. Not with ranks "
+        "> 1. See docs/training.md, 'Batching'.",
+    )
     steps_per_report: int = Field(10, gt=0, description="Steps between train-loss reports.")
     steps_per_eval: int = Field(50, gt=0, description="Steps between validation-loss reports.")
     val_batches: int = Field(4, description="-1 evaluates the whole validation split.")
@@ -231,6 +239,9 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _batch_divides_over_ranks(self) -> TrainConfig:
+        if self.pack and self.ranks > 1:
+            raise ValueError("train.pack works in one process: set train.ranks: 1 or "
+                             "train.pack: false")
         if self.batch_size % self.ranks:
             raise ValueError(
                 f"train.batch_size ({self.batch_size}) must be divisible by train.ranks "
@@ -258,6 +269,12 @@ class TrainConfig(_Section):
 
 # Built-in prompt sets for eval.prompts, besides 'test', 'builtin:NAME' and files.
 PROMPT_SETS = ("ifeval", "ifbench", "mtbench")
+# Behaviour prompt sets for eval.prompts (lorascope.evaluation.behaviour), each scored by its
+# own checker into a behaviour family.
+BEHAVIOUR_SETS = ("knowledge", "false-premise", "sycophancy", "harmful", "over-refusal",
+                  "injection", "system-conflict", "long-input", "multilingual")
+# The families of comparisons the regression gate can guard (eval.gate_families).
+GATE_FAMILIES = ("capability", "epistemic", "sycophancy", "safety", "robustness")
 
 
 class JudgeConfig(_Section):
@@ -340,6 +357,11 @@ class GoalCheck(_Section):
         None, description="A reference metric that must reach `min` (prompts with a reference)."
     )
     min: float | None = Field(None, description="Threshold for reference_metric.")
+    prompt_sets: list[str] | None = Field(
+        None, description="Apply only to prompts from these eval.prompts entries, e.g. "
+        "[builtin:sciq-format] (a goal per domain when several domains are evaluated); "
+        "None = prompts from every set.",
+    )
 
     @property
     def needs_reference(self) -> bool:
@@ -423,8 +445,13 @@ class EvalConfig(_Section):
         default_factory=lambda: ["test"],
         description="Prompt sets generated from by base and tuned: 'test' (the run's held-out "
         "test split, its answers the references), " + ", ".join(f"'{n}'" for n in PROMPT_SETS)
-        + " (built-in sets), 'builtin:NAME' (a built-in dataset's eval prompts) or a JSONL "
+        + " (built-in sets), the behaviour sets " + ", ".join(f"'{n}'" for n in BEHAVIOUR_SETS)
+        + ", 'builtin:NAME' (a built-in dataset's eval prompts) or a JSONL "
         "file of {id, domain, category, messages, reference, instructions} rows.",
+    )
+    behaviour_limit: int = Field(
+        50, gt=0, description="Prompts drawn (seeded with the run's seed) from each behaviour "
+        "set named in eval.prompts; fewer if the set is smaller.",
     )
     test_limit: int | None = Field(
         200, gt=0, description="Largest number of test-split examples evaluated (prompts and "
@@ -449,7 +476,8 @@ class EvalConfig(_Section):
         "is a score (1 pass, 0 fail), and a failed format check a format_violation named "
         "after it. Keys per check: name plus one of regex "
         "(with match and reference_in_group), contains_reference, valid_json, json_schema, "
-        "instructions (IFEval/IFBench ids), reference_metric with min.",
+        "instructions (IFEval/IFBench ids), reference_metric with min; optionally "
+        "prompt_sets (score only prompts of these eval.prompts entries).",
     )
     perplexity_corpora: list[str] = Field(
         default_factory=lambda: ["wikipedia_boolq"],
@@ -465,15 +493,23 @@ class EvalConfig(_Section):
     )
     gate: Literal["fail", "mark", "off"] = Field(
         "mark",
-        description="Capability regression gate: 'fail' fails the flow, 'mark' records the "
-        "verdict in the warehouse and report only, 'off' skips it.",
+        description="Regression gate: 'fail' fails the flow, 'mark' records the verdict in "
+        "the warehouse and report only, 'off' skips it.",
+    )
+    gate_families: list[Literal[GATE_FAMILIES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["capability"],
+        description="Families of comparisons the gate guards: " + ", ".join(GATE_FAMILIES)
+        + " (capability: accuracy per task; the others: each behaviour metric with a good "
+        "direction, per prompt set).",
     )
     gate_max_drop: float = Field(
-        0.05, ge=0, le=1, description="Largest accuracy drop (tuned - base) a task may show."
+        0.05, ge=0, le=1, description="Largest change for the worse (tuned - base, in the "
+        "metric's bad direction) a gated comparison may show: an accuracy drop, a fall in "
+        "refusals of harmful requests, a rise in injections followed, ..."
     )
     gate_require_ci: bool = Field(
-        True, description="Fail a task only if the drop is also significant: exact McNemar "
-        "test on the paired items, p < eval.statistics.alpha."
+        True, description="Fail a comparison only if the change is also significant: exact "
+        "McNemar test on the paired items, p < eval.statistics.alpha."
     )
     statistics: StatisticsConfig = Field(
         default_factory=StatisticsConfig,
@@ -501,6 +537,16 @@ class EvalConfig(_Section):
             unknown = [n for n in names if n not in known]
             if unknown:
                 raise ValueError(f"eval.{key}: unknown {unknown}; known: {', '.join(known)}")
+        return self
+
+    @model_validator(mode="after")
+    def _goal_prompt_sets(self) -> EvalConfig:
+        for check in self.goal:
+            unknown = [s for s in check.prompt_sets or [] if s not in self.prompts]
+            if unknown:
+                raise ValueError(f"eval.goal {check.name!r}: prompt_sets {unknown} are not "
+                                 f"in eval.prompts {self.prompts}: the check would score "
+                                 "nothing")
         return self
 
     @model_validator(mode="after")
@@ -546,8 +592,10 @@ class RunConfig(_Section):
         changing only eval settings re-evaluates the same run instead of retraining."""
         # How many processes train (train.ranks, train.hostfile) and how wide batches are
         # padded do not change what is trained: a run keeps its id, and resumes, across them.
+        # train.pack does; off (as before it existed) it leaves the id as it was.
+        same = {"ranks": True, "hostfile": True, "pad_to_multiple": True}
         return _hash(self.model_dump(mode="json", exclude={
-            "eval": True, "train": {"ranks": True, "hostfile": True, "pad_to_multiple": True}}))
+            "eval": True, "train": same if self.train.pack else {**same, "pack": True}}))
 
     def eval_hash(self) -> str:
         """Of the evaluation settings: an evaluation of a run is named after it."""

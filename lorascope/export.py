@@ -31,7 +31,7 @@ from lorascope.runs import RunContext, adapter_hash, code_version, open_run, utc
 
 # The evaluation's report sections the card shows, in this order.
 # (Those the report does not have are left out.)
-CARD_SECTIONS = ("goal_improvement", "test_loss", "capability_preservation", "capability_gate",
+CARD_SECTIONS = ("goal_improvement", "test_loss", "capability_preservation", "gate_verdicts",
                  "failure_mode_changes", "failure_modes", "regressions")
 # Licences of what lorascope builds in; anything else is read from the base's own card.
 # tiny-mistral's weights are seeded random numbers; its tokenizer is mistral-common's.
@@ -39,6 +39,8 @@ BUILTIN_BASES = {"smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache
                  "tiny-mistral": ("tiny-mistral", "apache-2.0")}
 BUILTIN_DATA_LICENCES = {
     "builtin:sciq-format": "cc-by-nc-3.0 (SciQ, allenai/sciq: non-commercial use only)",
+    "builtin:commonsense-format": ("mit (CommonsenseQA, tau/commonsense_qa; its out-of-domain "
+                                   "prompts are Social IQa's, whose card states no licence)"),
 }
 EXPORT_FOLDER = "export"  # runs/<id>/export/ unless --out says otherwise
 EXPORTS_LOG = "exports.jsonl"

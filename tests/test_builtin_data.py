@@ -118,3 +118,62 @@ def test_missing_sources_raise_file_not_found_naming_the_path(tmp_path: Path) ->
         resolve_eval_prompts(str(missing / "eval_prompts.jsonl"))
     with pytest.raises(FileNotFoundError, match="eval_prompts.jsonl"):
         resolve_eval_prompts(str(tmp_path))
+
+
+ANSWER_LINE = re.compile(r"Answer: \((?P<letter>[A-E])\) (?P<text>[^\n]+)")
+
+
+@pytest.fixture(scope="module")
+def commonsense_dir(session_home: Path) -> Path:
+    return prepare_builtin_dataset("commonsense-format", session_home)
+
+
+def listed_choices(user_text: str) -> dict[str, str]:
+    return dict(re.findall(r"^\(([A-E])\) (.+)$", user_text, re.M))
+
+
+def test_commonsense_dataset_teaches_one_answer_line_from_listed_choices(
+    commonsense_dir: Path,
+) -> None:
+    splits = {name: read_jsonl(commonsense_dir / f"{name}.jsonl")
+              for name in ("train", "valid", "test")}
+    assert [len(rows) for rows in splits.values()] == [1061, 80, 80]
+    for row in splits["train"] + splits["valid"]:
+        user, assistant = row["messages"]
+        choices = listed_choices(user["content"])
+        answer = ANSWER_LINE.fullmatch(assistant["content"])
+        assert list(choices) == ["A", "B", "C", "D", "E"] and answer, assistant["content"]
+        assert choices[answer["letter"]] == answer["text"]
+
+
+def test_commonsense_eval_prompts_are_held_out_and_labelled(commonsense_dir: Path) -> None:
+    prompts = read_jsonl(commonsense_dir / "eval_prompts.jsonl")
+    in_domain = [p for p in prompts if p["domain"] == "in_domain"]
+    out_of_domain = [p for p in prompts if p["domain"] == "out_of_domain"]
+    assert (len(in_domain), len(out_of_domain)) == (N_EVAL_IN_DOMAIN, N_EVAL_OUT_OF_DOMAIN)
+    assert {p["category"] for p in in_domain} == {"commonsense_qa"}
+    assert {p["category"] for p in out_of_domain} == {"social_iqa"}
+    assert len({p["id"] for p in prompts}) == len(prompts)
+    for prompt in prompts:
+        choices = listed_choices(prompt["messages"][0]["content"])
+        assert len(choices) == (5 if prompt in in_domain else 3)
+        assert prompt["reference"] in choices.values()
+    seen = {row["messages"][0]["content"] for name in ("train", "valid")
+            for row in read_jsonl(commonsense_dir / f"{name}.jsonl")}
+    test = {row["messages"][0]["content"] for row in read_jsonl(commonsense_dir / "test.jsonl")}
+    assert all(p["messages"][0]["content"] in test - seen for p in in_domain)
+
+
+def test_commonsense_dataset_passes_its_own_leak_and_duplicate_checks(
+    commonsense_dir: Path, tokenizer: Any
+) -> None:
+    frame = build_validation_frame(load_splits(commonsense_dir), tokenizer)
+    assert not frame["leaks_into_eval"].any()
+    assert not frame["is_duplicate"].any()
+
+
+def test_the_commonsense_eval_prompts_resolve_by_name(
+    commonsense_dir: Path, session_home: Path
+) -> None:
+    assert resolve_eval_prompts("builtin:commonsense-format", session_home) == (
+        commonsense_dir / "eval_prompts.jsonl")

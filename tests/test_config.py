@@ -114,3 +114,15 @@ def test_the_number_of_training_processes_and_the_padding_do_not_change_the_run_
     two = parse_config({"train": {"batch_size": 4, "ranks": 2, "pad_to_multiple": 8}})
     other = parse_config({"train": {"batch_size": 8}})
     assert run_id_for(one) == run_id_for(two) != run_id_for(other)
+
+
+def test_a_goal_scoped_to_a_prompt_set_the_run_does_not_evaluate_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"prompt_sets \['builtin:sciq'\] are not in"):
+        parse_config({"eval": {"prompts": ["test"], "goal": [
+            {"name": "format", "regex": "^A", "prompt_sets": ["builtin:sciq"]}]}})
+
+
+def test_the_gate_guards_only_known_families() -> None:
+    with pytest.raises(ConfigError, match="gate_families"):
+        parse_config({"eval": {"gate_families": ["saftey"]}})
+    assert parse_config({"eval": {"gate_families": ["safety"]}}).eval.gate_families == ["safety"]

@@ -12,7 +12,8 @@ from conftest import home_with_tiny_mistral
 from lorascope.config import EvalConfig
 from lorascope.data.records import Record
 from lorascope.evaluation.generation import generate_answers, generate_batch
-from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, sample
+from lorascope.evaluation.prompt_sets import load_prompt_sets
+from lorascope.evaluation.prompts import EvalPrompt, sample
 from lorascope.models.chat import prompt_tokens
 
 QUESTIONS = ["What is the boiling point of water?", "Name a planet.", "Why is the sky blue?"]
@@ -35,33 +36,65 @@ def token_lists(tokenizer, questions=QUESTIONS):
     return [prompt_tokens(tokenizer, [{"role": "user", "content": q}]) for q in questions]
 
 
-def test_generate_batch_gives_the_same_greedy_text_as_mlx_lm_batch_generate(tiny):
+# Prompts of 4 to 40 words: their chat-templated token lists differ in length, so the batch is
+# left-padded and its prefill groups are padded to different lengths.
+VARIED = ["Hi.", *QUESTIONS, "List the planets of the solar system in order from the sun, and "
+          "for each one give its number of moons, its length of day and one fact that makes it "
+          "different from its neighbours."]
+
+
+def batch_generate_ids(model, tokenizer, prompts, max_tokens):
+    """mlx-lm's own batched greedy generation: token ids per prompt, up to (without) EOS."""
     from mlx_lm.generate import batch_generate
 
+    return batch_generate(model, tokenizer, prompts, max_tokens=max_tokens,
+                          return_token_ids=True).token_ids
+
+
+@pytest.mark.parametrize("prefill_group", [16, 2])
+def test_generate_batch_gives_the_greedy_token_ids_of_mlx_lm_batch_generate(
+    tiny, monkeypatch, prefill_group
+):
+    from lorascope.evaluation import generation
+
+    monkeypatch.setattr(generation, "PREFILL_GROUP", prefill_group)
     model, tokenizer = tiny
-    prompts = token_lists(tokenizer)
-    ours, _ = generate_batch(model, tokenizer, prompts, 8, greedy())
-    theirs = batch_generate(model, tokenizer, prompts, max_tokens=8, return_token_ids=True)
-    assert [o["output_text"] for o in ours] == theirs.texts
-    assert [o["output_tokens"] for o in ours] == [len(t) for t in theirs.token_ids]
+    prompts = token_lists(tokenizer, VARIED)
+    assert len({len(p) for p in prompts}) == len(prompts)
+    answers, _ = generate_batch(model, tokenizer, prompts, 16, greedy())
+    assert [a.token_ids for a in answers] == batch_generate_ids(model, tokenizer, prompts, 16)
+    assert [a.text for a in answers] == [tokenizer.decode(a.token_ids) for a in answers]
+
+
+def test_generate_answers_in_chunks_gives_the_greedy_answers_of_mlx_lm_batch_generate(tiny):
+    model, tokenizer = tiny
+    prompts = [EvalPrompt(f"q{i}", "in_domain", "", [{"role": "user", "content": q}])
+               for i, q in enumerate(VARIED)]
+    landed: list[dict] = []
+    generate_answers(model, tokenizer, prompts, EvalConfig(max_tokens=16, batch_size=2), seed=0,
+                     on_rows=landed.extend)
+    theirs = batch_generate_ids(model, tokenizer, token_lists(tokenizer, VARIED), 16)
+    ours = {r["prompt_id"]: (r["output_text"], r["output_tokens"]) for r in landed}
+    assert [ours[p.prompt_id] for p in prompts] == [
+        (tokenizer.decode(ids), len(ids)) for ids in theirs]
 
 
 def test_a_prompt_that_hits_max_tokens_finishes_with_length(tiny):
     model, tokenizer = tiny
-    (row,), _ = generate_batch(model, tokenizer, token_lists(tokenizer)[:1], 5, greedy())
-    assert (row["output_tokens"], row["finish_reason"]) == (5, "length")
+    (answer,), _ = generate_batch(model, tokenizer, token_lists(tokenizer)[:1], 5, greedy())
+    assert (len(answer.token_ids), answer.finish_reason) == (5, "length")
 
 
 def test_generate_batch_reports_prompt_and_generation_throughput_as_mlx_lm_counts_them(tiny):
     model, tokenizer = tiny
     prompts = token_lists(tokenizer)
     tic = time.perf_counter()
-    rows, stats = generate_batch(model, tokenizer, prompts, 6, greedy())
+    answers, stats = generate_batch(model, tokenizer, prompts, 6, greedy())
     elapsed = time.perf_counter() - tic
-    assert all(r["finish_reason"] == "length" for r in rows)
+    assert all(a.finish_reason == "length" for a in answers)
     # mlx-lm prefills all but each prompt's last token, which the first decode step consumes
     assert stats.prompt_tokens == sum(len(p) - 1 for p in prompts)
-    assert stats.generation_tokens == sum(r["output_tokens"] for r in rows) == 18
+    assert stats.generation_tokens == sum(len(a.token_ids) for a in answers) == 18
     assert 0 < stats.prompt_time < stats.wall_time <= elapsed
     assert stats.prompt_tps > 0 and stats.generation_tps > 0 and stats.peak_memory > 0
 
@@ -71,32 +104,30 @@ def test_generate_batch_reports_prompt_and_generation_throughput_as_mlx_lm_count
 def test_a_prompt_that_emits_eos_stops_early_without_the_eos_and_with_its_own_latency(
     tiny, tiny_mistral_dir, monkeypatch, remove_share
 ):
-    from mlx_lm.generate import batch_generate
-
     from lorascope.evaluation import generation
     from lorascope.models.loader import load_model
 
     monkeypatch.setattr(generation, "REMOVE_FINISHED_SHARE", remove_share)
     model, tokenizer = tiny
     prompts = token_lists(tokenizer)
-    first = batch_generate(model, tokenizer, prompts, max_tokens=1, return_token_ids=True)
+    first = batch_generate_ids(model, tokenizer, prompts, 1)
     # A fresh tokenizer whose EOS set includes the first prompt's greedy first token.
     _, eos_tokenizer = load_model(tiny_mistral_dir)
-    eos_tokenizer.eos_token_ids.add(first.token_ids[0][0])
+    eos_tokenizer.eos_token_ids.add(first[0][0])
     tic = time.perf_counter()
-    rows, stats = generate_batch(model, eos_tokenizer, prompts, 12, greedy())
+    answers, stats = generate_batch(model, eos_tokenizer, prompts, 12, greedy())
     elapsed = time.perf_counter() - tic
-    assert (rows[0]["output_text"], rows[0]["output_tokens"], rows[0]["finish_reason"]) == (
-        "", 0, "stop")
-    assert all(0 < r["latency_seconds"] <= elapsed for r in rows)
-    assert rows[0]["latency_seconds"] < min(r["latency_seconds"] for r in rows[1:])
+    assert (answers[0].token_ids, answers[0].text, answers[0].finish_reason) == ([], "", "stop")
+    assert all(0 < a.latency_seconds <= elapsed for a in answers)
+    # (another prompt whose greedy first token is the same stops with it)
+    stopped = [a.latency_seconds for a in answers if a.finish_reason == "stop"]
+    assert max(stopped) < min(a.latency_seconds for a in answers if a.finish_reason == "length")
     # Keeping the finished prompt in the batch or removing it changes no other answer:
-    # mlx-lm's batch_generate, which drops it at once, gives the same texts.
-    theirs = batch_generate(model, eos_tokenizer, prompts, max_tokens=12)
-    assert [r["output_text"] for r in rows] == theirs.texts
+    # mlx-lm's batch_generate, which drops it at once, gives the same tokens.
+    assert [a.token_ids for a in answers] == batch_generate_ids(model, eos_tokenizer, prompts, 12)
     # Generated tokens count the EOS of a stopped prompt, not what was decoded after it.
     assert stats.generation_tokens == sum(
-        r["output_tokens"] + (r["finish_reason"] == "stop") for r in rows)
+        len(a.token_ids) + (a.finish_reason == "stop") for a in answers)
     assert stats.generation_tokens < 3 * 12
 
 
@@ -241,3 +272,29 @@ def test_lorascope_eval_compares_base_with_an_adapter_trained_by_mlx_lm_lora(
     log = again.stdout + again.stderr  # the flow's log lines
     assert "tuned: all" in log and "boolq: all items already" in log
     assert before == {t: warehouse.query(path, f"select count(*) from {t}")[1] for t in before}
+
+
+@pytest.mark.slow
+def test_generate_batch_gives_the_greedy_token_ids_of_mlx_lm_batch_generate_on_smollm2(
+    session_home
+):
+    from lorascope.models.loader import load_model, resolve_model
+
+    model, tokenizer = load_model(resolve_model("smollm2-135m", home=session_home))
+    prompts = token_lists(tokenizer, VARIED)
+    answers, _ = generate_batch(model, tokenizer, prompts, 24, greedy())
+    assert [a.token_ids for a in answers] == batch_generate_ids(model, tokenizer, prompts, 24)
+
+
+def test_sampled_answers_repeat_with_the_same_seed(tiny):
+    model, tokenizer = tiny
+    prompts = [EvalPrompt(f"q{i}", "in_domain", "", [{"role": "user", "content": q}])
+               for i, q in enumerate(VARIED)]
+    settings = EvalConfig(max_tokens=8, batch_size=2, temperature=1.0)
+
+    def answers(seed: int) -> list[str]:
+        landed: list[dict] = []
+        generate_answers(model, tokenizer, prompts, settings, seed, on_rows=landed.extend)
+        return [r["output_text"] for r in sorted(landed, key=lambda r: r["prompt_id"])]
+
+    assert answers(0) == answers(0) != answers(1)

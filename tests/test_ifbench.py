@@ -10,7 +10,8 @@ import pytest
 from conftest import write_comparisons
 
 from lorascope.evaluation import ifbench, ifeval
-from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, read_eval_prompts
+from lorascope.evaluation.prompt_sets import load_prompt_sets
+from lorascope.evaluation.prompts import EvalPrompt, read_eval_prompts
 from lorascope.evaluation.scoring import score_generation
 from lorascope.warehouse import query, write_rows
 

@@ -153,9 +153,10 @@ def _small_dataset(path: Path) -> None:
     )
     write_evaluation_rows(
         path,
-        "capability_gate",
-        [{"run_id": RUN, "task": "arc_easy", "metric": "acc", "delta": 0.25, "ci_low": -0.69,
-          "ci_high": 1.19, "max_drop": 0.05, "require_ci": True, "failed": False}],
+        "gate_verdicts",
+        [{"run_id": RUN, "family": "capability", "slice": "arc_easy", "metric": "acc",
+          "higher_is_better": True, "delta": 0.25, "ci_low": -0.69, "ci_high": 1.19,
+          "max_drop": 0.05, "require_ci": True, "failed": False}],
     )
     write_evaluation_rows(
         path,
@@ -390,6 +391,7 @@ EVALUATION_QUERIES = {
     "goal_improvement",
     "capability_deltas",
     "capability_gate",
+    "gate_verdicts",
     "instruction_following",
     "perplexity",
     "regressions",

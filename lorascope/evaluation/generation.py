@@ -1,22 +1,28 @@
-"""Batched generation for evaluation prompts, on mlx-lm's `BatchGenerator`.
+"""Batched generation for evaluation prompts, on mlx-lm's model, KV caches and prefill.
 
-Prompts run in chunks of `eval.batch_size` (left-padded by mlx-lm, each answer ending at its
-own EOS or at `max_tokens`); each finished chunk is handed to `on_rows` so the caller can land it
-in the warehouse at once, and prompts already there are skipped: an interrupted generation
-step resumes where it stopped.
+Prompts run in chunks of `eval.batch_size` (each answer ending at its own EOS or at
+`max_tokens`); each finished chunk is handed to `on_rows` so the caller can land it in the
+warehouse at once, and prompts already there are skipped: an interrupted generation step
+resumes where it stopped.
 
-We drive `BatchGenerator` with the loop of mlx-lm's `batch_generate` rather than calling that
-function, because it reports time per batch only: here every prompt gets its own latency (from
-the start of its batch to its last token) and finish reason, and finished prompts stay in the
-batch (see `generate_batch`).
+A chunk is prefilled with mlx-lm's `PromptProcessingBatch` (the prefill of its
+`BatchGenerator`) and decoded by our own loop rather than by `BatchGenerator`, which gives the
+same greedy tokens (tests/test_generation.py) in less time (bench/generation.py), for three
+reasons: every prompt of a chunk is prefilled before the first decode step, so all rows
+decode together (BatchGenerator decodes the first prefill group while it prefills the next,
+which spreads a chunk's tokens over more, smaller steps); a greedy step takes the argmax of
+the logits, not of mlx-lm's log-probabilities (their log-sum-exp over the vocabulary made a
+smollm2-135m decode step at batch 64 take 0.38 s instead of 0.32); finished prompts leave
+the batch together, not one KV-cache copy each (see `generate_batch`). Every prompt also gets
+its own latency (from the start of its chunk to its last token) and finish reason, which
+`batch_generate` does not report.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import closing
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
 from lorascope.config import EvalConfig
@@ -29,7 +35,9 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 # Measured on 2 CPU cores, smollm2-135m: groups of 16 beat 4, 8 and 32 on 32 similar prompts
-# (23.8 s vs 29.9, 26.6, 24.4) and tie with 8 on the demo's length-sorted chunks.
+# (23.8 s vs 29.9, 26.6, 24.4) and tie with 8 on the demo's length-sorted chunks (both under
+# BatchGenerator); with this module's decode loop, 16 and 32 tie on the demo's 102 prompts
+# (71.3, 78.2 s vs 77.8, 76.1 s in two rounds).
 PREFILL_GROUP = 16
 
 # Finished prompts leave the batch together once they are this share of its rows (see
@@ -40,61 +48,110 @@ PREFILL_GROUP = 16
 REMOVE_FINISHED_SHARE = 0.25
 
 
+@dataclass
+class Answer:
+    token_ids: list[int]  # without the EOS that ended it
+    text: str
+    finish_reason: str  # "stop" at EOS, "length" at max_tokens
+    latency_seconds: float  # from the start of the batch to the answer's last token
+
+
+def prefill(model: Any, token_lists: list[list[int]]) -> list[Any]:
+    """The batch's KV cache (one per layer) over every prompt but its last token.
+
+    Prompts are prefilled PREFILL_GROUP at a time, each group right-padded only to its own
+    longest prompt (prefilling the whole batch at once padded every prompt to the longest
+    one: 62 IFEval/IFBench prompts of 49-174 tokens took 52 s before the first token instead
+    of 4-7 s); mlx-lm's prefill turns that into left padding, and the groups are joined."""
+    from mlx_lm.generate import PromptProcessingBatch
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache: list[Any] = []
+    for group in chunks(token_lists, PREFILL_GROUP):
+        part = PromptProcessingBatch(model, list(range(len(group))),
+                                     [make_prompt_cache(model) for _ in group])
+        part.prompt([ids[:-1] for ids in group])
+        if not cache:
+            cache = part.prompt_cache
+        else:
+            for layer, more in zip(cache, part.prompt_cache, strict=True):
+                layer.extend(more)
+    return cache
+
+
 def generate_batch(
     model: Any, tokenizer: Any, token_lists: list[list[int]], max_tokens: int, sampler: Any,
-) -> tuple[list[dict[str, Any]], Any]:
-    """One batch through mlx-lm's BatchGenerator: text, tokens, finish reason and latency per
-    prompt, and mlx-lm's `BatchStats` for the batch (prompt and generation tokens/s as
-    `batch_generate` reports them, peak memory).
+) -> tuple[list[Answer], Any]:
+    """One batch: an answer per prompt, and mlx-lm's `BatchStats` for the batch (prompt and
+    generation tokens/s as `batch_generate` reports them, peak memory).
 
-    A prompt's answer ends at its first EOS (finish reason `stop`) or at `max_tokens`
-    (`length`). EOS is checked here rather than given to mlx-lm as a stop token, because mlx-lm
-    drops each finished sequence at once by copying every layer's KV cache without it (~0.2 s
-    on smollm2 at batch 32, two thirds of a decode step); finished prompts are removed
-    together once they are REMOVE_FINISHED_SHARE of the rows decoded, so at most that share of
-    a step is spent on them and a batch pays a few copies, not one per early answer.
+    An answer ends at its first EOS (finish reason `stop`, the EOS not part of it) or at
+    `max_tokens` (`length`). Finished prompts stay rows of the batch until they are
+    REMOVE_FINISHED_SHARE of it, then leave together: removing a row copies every layer's KV
+    cache (~0.2 s on smollm2 at batch 32, two thirds of a decode step; mlx-lm does it for each
+    answer as it finishes), so at most that share of a step is spent on finished rows and a
+    batch pays a few copies, not one per early answer.
     """
-    from mlx_lm.generate import BatchGenerator
+    import mlx.core as mx
+    from mlx_lm.generate import generation_stream
+    from mlx_lm.generate_utils import BatchStats
+    from mlx_lm.sample_utils import greedy_sampler
 
     eos = set(tokenizer.eos_token_ids)
-    generator = BatchGenerator(
-        model, sampler=sampler,
-        # Prompts are prefilled PREFILL_GROUP at a time, each group right-padded only to its
-        # own longest prompt; prefilling the whole batch at once padded every prompt to the
-        # longest one (62 IFEval/IFBench prompts of 49-174 tokens: 52 s before the first
-        # token instead of 4-7 s).
-        completion_batch_size=len(token_lists), prefill_batch_size=PREFILL_GROUP,
-    )
-    uids = generator.insert(token_lists, [max_tokens] * len(token_lists))
-    tokens: dict[int, list[int]] = {uid: [] for uid in uids}
-    finished: dict[int, tuple[str, float]] = {}
-    still_decoded: list[int] = []  # finished at EOS, still rows of mlx-lm's batch
+    stats = BatchStats(prompt_tokens=sum(len(ids) - 1 for ids in token_lists))
     tic = time.perf_counter()
-    with closing(generator), generator.stats() as stats:
-        while len(finished) < len(uids) and (responses := generator.next_generated()):
-            for r in responses:
-                if r.uid in finished:
+    with mx.stream(generation_stream):
+        cache = prefill(model, token_lists)
+        stats.prompt_time = time.perf_counter() - tic
+
+        def step(inputs: Any) -> Any:
+            logits = model(inputs[:, None], cache=cache)[:, -1, :]
+            if sampler is greedy_sampler:
+                # Log-probabilities are the logits less one number per row, in the same order
+                # (unless rounding makes two of them equal), so their argmax is the logits'.
+                return mx.argmax(logits, axis=-1)
+            return sampler(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
+
+        rows = list(range(len(token_lists)))  # the prompt in each row of the batch
+        tokens: list[list[int]] = [[] for _ in token_lists]
+        finished: dict[int, tuple[str, float]] = {}
+        sampled = step(mx.array([ids[-1] for ids in token_lists]))
+        mx.async_eval(sampled)
+        for position in range(1, max_tokens + 1):
+            # The next step is queued before this one's tokens are read, as mlx-lm does, so
+            # the work of this loop overlaps the model's.
+            following = step(sampled) if position < max_tokens else None
+            if following is not None:
+                mx.async_eval(following)
+            step_tokens = sampled.tolist()
+            now = time.perf_counter() - tic
+            for prompt, token in zip(rows, step_tokens, strict=True):
+                if prompt in finished:
                     continue
-                if r.token in eos:  # the EOS token itself is not part of the text
-                    finished[r.uid] = ("stop", time.perf_counter() - tic)
-                    if r.finish_reason is None:
-                        still_decoded.append(r.uid)
+                stats.generation_tokens += 1  # an EOS is a generated token, as mlx-lm counts
+                if token in eos:
+                    finished[prompt] = ("stop", now)
                     continue
-                tokens[r.uid].append(r.token)
-                if r.finish_reason == "length":
-                    finished[r.uid] = ("length", time.perf_counter() - tic)
-            if still_decoded and len(still_decoded) >= REMOVE_FINISHED_SHARE * len(responses):
-                generator.remove(still_decoded)
-                still_decoded = []
-    rows = [
-        {"output_text": tokenizer.decode(tokens[uid]), "output_tokens": len(tokens[uid]),
-         "finish_reason": finished[uid][0], "latency_seconds": finished[uid][1]}
-        for uid in uids
-    ]
-    # Tokens generated for prompts, counted as mlx-lm counts them (an EOS is a generated
-    # token), not the ones decoded after a prompt had finished.
-    generated = sum(len(tokens[uid]) + (finished[uid][0] == "stop") for uid in uids)
-    return rows, replace(stats, generation_tokens=generated)
+                tokens[prompt].append(token)
+                if position == max_tokens:
+                    finished[prompt] = ("length", now)
+            stats.generation_steps += 1
+            if len(finished) == len(token_lists):
+                break
+            done = [i for i, prompt in enumerate(rows) if prompt in finished]
+            if done and len(done) >= REMOVE_FINISHED_SHARE * len(rows):
+                keep = [i for i, prompt in enumerate(rows) if prompt not in finished]
+                for layer in cache:
+                    layer.filter(keep)
+                following = following[mx.array(keep)]
+                rows = [rows[i] for i in keep]
+            sampled = following
+    stats.wall_time = time.perf_counter() - tic
+    stats.decode_time = stats.wall_time - stats.prompt_time
+    stats.peak_memory = mx.get_peak_memory() / 1e9
+    answers = [Answer(tokens[p], tokenizer.decode(tokens[p]), *finished[p])
+               for p in range(len(token_lists))]
+    return answers, stats
 
 
 def generate_answers(
@@ -120,15 +177,18 @@ def generate_answers(
     for index, batch in enumerate(chunks(pending, settings.batch_size)):
         mx.random.seed(seed + index)  # sampling is reproducible per chunk, even on resume
         chunk, token_lists = [p for p, _ in batch], [ids for _, ids in batch]
-        outputs, stats = generate_batch(model, tokenizer, token_lists, settings.max_tokens,
+        answers, stats = generate_batch(model, tokenizer, token_lists, settings.max_tokens,
                                         sampler)
-        throughput = sum(o["output_tokens"] for o in outputs) / stats.wall_time
+        throughput = sum(len(a.token_ids) for a in answers) / stats.wall_time
         on_rows([
             {
                 "prompt_id": p.prompt_id,
                 "prompt_text": tokenizer.decode(ids),
                 "prompt_tokens": len(ids),
-                **output,
+                "output_text": answer.text,
+                "output_tokens": len(answer.token_ids),
+                "finish_reason": answer.finish_reason,
+                "latency_seconds": answer.latency_seconds,
                 "batch_index": index,
                 "batch_size": len(chunk),
                 "batch_tokens_per_second": throughput,
@@ -136,6 +196,6 @@ def generate_answers(
                 "batch_generation_tokens_per_second": stats.generation_tps,
                 "batch_peak_memory_gb": stats.peak_memory,
             }
-            for p, ids, output in zip(chunk, token_lists, outputs, strict=True)
+            for p, ids, answer in zip(chunk, token_lists, answers, strict=True)
         ])
     return len(pending)

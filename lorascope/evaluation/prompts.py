@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,46 +91,4 @@ def test_split_prompts(records: Sequence[Record]) -> list[EvalPrompt]:
             prompt_id=test_example_id(index), domain="in_domain", category=record.label or "test",
             messages=context, reference=str(last.get("content") or ""), source=TEST_SPLIT,
         ))
-    return prompts
-
-
-def builtin_prompt_set(name: str) -> list[EvalPrompt]:
-    """A built-in prompt set by name (config.PROMPT_SETS)."""
-    if name == "ifeval":
-        from lorascope.evaluation.ifeval import BUILTIN_PROMPTS, builtin_prompt_rows
-
-        return [eval_prompt(row, str(BUILTIN_PROMPTS)) for row in builtin_prompt_rows()]
-    if name == "mtbench":
-        from lorascope.evaluation.mtbench import mtbench_prompt_rows
-
-        return [eval_prompt(row, "MT-Bench question.jsonl") for row in mtbench_prompt_rows()]
-    from lorascope.evaluation.ifbench import BUILTIN_PROMPTS
-
-    return read_eval_prompts(BUILTIN_PROMPTS)
-
-
-def load_prompt_sets(
-    sources: Sequence[str], test_records: Callable[[], Sequence[Record]],
-    resolve_file: Callable[[str], Path],
-) -> list[EvalPrompt]:
-    """The prompts of every named set, each tagged with its set; ids must be unique.
-
-    `test_records` gives the (sampled) test split, `resolve_file` the JSONL of a
-    'builtin:NAME' or file entry."""
-    from lorascope.config import PROMPT_SETS
-
-    prompts: list[EvalPrompt] = []
-    for source in sources:
-        if source == TEST_SPLIT:
-            found = test_split_prompts(test_records())
-        elif source in PROMPT_SETS:
-            found = builtin_prompt_set(source)
-        else:
-            found = read_eval_prompts(resolve_file(source))
-        prompts += [replace(prompt, source=source) for prompt in found]
-    ids = [p.prompt_id for p in prompts]
-    if len(set(ids)) != len(ids):
-        duplicate = next(i for i in ids if ids.count(i) > 1)
-        where = [p.source for p in prompts if p.prompt_id == duplicate]
-        raise ValueError(f"eval.prompts: prompt id {duplicate!r} is used twice ({where})")
     return prompts

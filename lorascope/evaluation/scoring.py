@@ -156,6 +156,8 @@ def score_generation(
         broken = [r.instruction_id for r in instructions if not r.strict]
     else:
         for check in goal:
+            if check.prompt_sets is not None and prompt.source not in check.prompt_sets:
+                continue  # another prompt set's goal: not scored on this one
             if check.needs_reference and not prompt.reference:
                 continue  # nothing to compare with: not scored on this check
             passed = goal_check(check, prompt, output, scores)

@@ -14,6 +14,7 @@ from lorascope.config import GoalCheck
 from lorascope.data.builtin import resolve_eval_prompts
 from lorascope.data.records import Record
 from lorascope.data.sources import load_splits
+from lorascope.evaluation.behaviour_rows import behaviour_rows, behaviour_set, followup_prompts
 from lorascope.evaluation.capability import (
     PERPLEXITY_CORPORA,
     load_task,
@@ -23,7 +24,8 @@ from lorascope.evaluation.capability import (
 from lorascope.evaluation.generation import generate_answers
 from lorascope.evaluation.heldout_loss import example_losses, loss_examples
 from lorascope.evaluation.heldout_loss import summary as test_loss_summary
-from lorascope.evaluation.prompts import EvalPrompt, load_prompt_sets, sample, test_example_id
+from lorascope.evaluation.prompt_sets import load_prompt_sets
+from lorascope.evaluation.prompts import EvalPrompt, sample, test_example_id
 from lorascope.evaluation.reuse import reuse_rows
 from lorascope.evaluation.scoring import score_generation
 from lorascope.models.loader import load_model
@@ -60,12 +62,16 @@ def test_examples(context: RunContext) -> list[Record]:
 
 def run_prompts(context: RunContext) -> list[EvalPrompt]:
     """The evaluation's prompts (the sets eval.prompts names), recorded in `prompts`."""
-    prompts = load_prompt_sets(context.config.eval.prompts, lambda: test_examples(context),
-                               lambda source: resolve_eval_prompts(source, context.home))
+    settings = context.config.eval
+    prompts = load_prompt_sets(settings.prompts, lambda: test_examples(context),
+                               lambda source: resolve_eval_prompts(source, context.home),
+                               settings.behaviour_limit, context.config.seed)
     warehouse.write_rows(context.warehouse, "prompts", [
         {**evaluation_key(context), "prompt_id": p.prompt_id, "source": p.source,
          "domain": p.domain, "category": p.category, "messages": p.messages,
-         "reference": p.reference, "instructions": p.instructions or None}
+         "reference": p.reference, "instructions": p.instructions or None,
+         "behaviour_family": (found := behaviour_set(p)) and found.family,
+         "harmful": bool(found and found.harmful)}
         for p in prompts
     ])
     return prompts
@@ -84,11 +90,25 @@ def generate_variant(
     log: Callable[[str], None] = print,
 ) -> int:
     """Generate the variant's answers for every prompt it has none for yet (an earlier
-    evaluation's answers to the same prompts, from the same settings, are copied)."""
+    evaluation's answers to the same prompts, from the same settings, are copied); then the
+    follow-up turns of sets that have one (sycophancy's push-back), after the variant's own
+    first answers."""
+    generated = generate_prompts(context, prompts, variant, log)
+    answers = {row["prompt_id"]: row["output_text"] for row in warehouse.select_rows(
+        context.warehouse, "generations", ["prompt_id", "output_text"],
+        evaluation_id=context.evaluation_id, variant=variant)}
+    second = followup_prompts(prompts, answers)
+    return generated + (generate_prompts(context, second, variant, log) if second else 0)
+
+
+def generate_prompts(
+    context: RunContext, prompts: list[EvalPrompt], variant: str,
+    log: Callable[[str], None] = print,
+) -> int:
     wanted = {p.prompt_id for p in prompts}
     reuse_rows(context, "generations", GENERATION_SETTINGS, ("prompt_id",),
                lambda row: row["prompt_id"] in wanted, log=log, variant=variant)
-    done = stored_values(context, "generations", "prompt_id", variant=variant)
+    done = stored_values(context, "generations", "prompt_id", variant=variant) & wanted
     if len(done) >= len(prompts):
         log(f"{variant}: all {len(prompts)} generations already in the warehouse")
         return 0
@@ -113,12 +133,18 @@ def score_rows(
     key: dict[str, str], prompts: dict[str, EvalPrompt],
     generations: list[tuple[str, str, str, str]], goal: Sequence[GoalCheck] = (),
 ) -> dict[str, list[dict[str, Any]]]:
-    """Warehouse rows (scores, instruction_results, generation_failures) for generations given
-    as (variant, prompt_id, output_text, finish_reason); `key` ties them to the evaluation."""
+    """Warehouse rows (scores, instruction_results, generation_failures, behaviour_results)
+    for generations given as (variant, prompt_id, output_text, finish_reason); `key` ties them
+    to the evaluation. Behaviour prompts (and their follow-ups) are scored by their sets'
+    checkers only."""
     tables: dict[str, list[dict[str, Any]]] = {
         "scores": [], "instruction_results": [], "generation_failures": [],
+        "behaviour_results": behaviour_rows(key, prompts, {
+            (variant, prompt_id): output for variant, prompt_id, output, _ in generations}),
     }
     for variant, prompt_id, output, finish_reason in generations:
+        if prompt_id not in prompts or behaviour_set(prompts[prompt_id]):
+            continue
         result = score_generation(prompts[prompt_id], output, finish_reason, goal)
         row = {**key, "variant": variant, "prompt_id": prompt_id}
         tables["scores"] += [{**row, "metric": m, "value": v} for m, v in result.scores.items()]
@@ -265,6 +291,7 @@ def judge_run(context: RunContext, prompts: list[EvalPrompt],
         make_pairs,
     )
     from lorascope.evaluation.mtbench import mtbench_judge_references
+    from lorascope.evaluation.refusal_judge import classify_refusals, refusal_items
 
     settings = context.config.eval.judge
     assert settings is not None
@@ -276,6 +303,9 @@ def judge_run(context: RunContext, prompts: list[EvalPrompt],
     mtbench = {p.prompt_id for p in prompts if p.source == "mtbench"}
     references = ({prompt_id: answer for prompt_id, answer in mtbench_judge_references().items()
                    if prompt_id in mtbench} if mtbench else {})
+    # Answers to the refusal sets (harmful, over-refusal): each judge also classifies them,
+    # beside the rule checker (the view refusal_agreement compares the two).
+    refusal = refusal_items(prompts, outputs)
     judged, errors = 0, []
     for judge in settings if isinstance(settings, list) else [settings]:
         chosen = [p for p in prompts
@@ -296,9 +326,16 @@ def judge_run(context: RunContext, prompts: list[EvalPrompt],
                    log=log, judge_model=judge.model)
         endpoint = JudgeEndpoint(**judge.model_dump(exclude={"prompt_sets",
                                                              "reference_categories"}))
+        if refusal:
+            reuse_rows(context, "refusal_judgments", GENERATION_SETTINGS,
+                       ("variant", "prompt_id", "judge_model", "judge_prompt_version"),
+                       log=log, judge_model=judge.model)
         try:
             judged += judge_pairs(context.warehouse, context.evaluation_id, context.run_id,
                                   pairs, endpoint, log)
+            if refusal:
+                classify_refusals(context.warehouse, context.evaluation_id, context.run_id,
+                                  refusal, endpoint, log)
         except JudgeError as error:
             errors.append(error)
     if len(errors) == 1:

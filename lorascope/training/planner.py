@@ -98,6 +98,7 @@ class Hardware:
     seconds_per_value: float  # elementwise work per activation value per pass (exp, sigmoid)
     watts: float
     source: str
+    machine: str | None = None  # the machine key (training.calibration) a measurement is of
 
 
 def _apple(name: str, fp32_tflops: float, bandwidth_gbs: float, watts: float, source: str,
@@ -106,7 +107,8 @@ def _apple(name: str, fp32_tflops: float, bandwidth_gbs: float, watts: float, so
     published run), elementwise values at 4 bytes each (16-bit read and write) over the memory
     bus, where a GPU's transcendentals cost no more than a copy."""
     return Hardware(name, efficiency * fp32_tflops * 1e12, bandwidth_gbs * 1e9,
-                    4 / (bandwidth_gbs * 1e9), watts, source)
+                    4 / (bandwidth_gbs * 1e9), watts,
+                    f"{source}; {100 * efficiency:.0f} % of the fp32 peak; watts assumed")
 
 
 # The M1 Max's published Mistral-7B run (mlx-examples LORA.md, ~250 tok/s) reaches 39 % of its
@@ -147,7 +149,10 @@ HARDWARE = {
     # their backward, taken as 12 ns to cover the elementwise ops not counted (norms, RoPE,
     # residual adds); `a + 1` over 256 MB 2.3-4.3 GB/s, never the binding term here.
     "linux-cpu-2core": Hardware("2-core x86_64, MLX CPU + OpenBLAS", 2.3e11, 4.0e9, 12e-9,
-                                65.0, "measured here: bench/train_throughput.py --calibrate"),
+                                65.0, "measured on 2026-11-30 by bench/train_throughput.py "
+                                "--calibrate; watts assumed",
+                                machine="linux-x86_64-intel-xeon-processor-6-167-2cpu-"
+                                "openblas-pthread"),
 }
 
 
@@ -219,12 +224,31 @@ def weight_bytes(dims: ModelDims, quantize_bits: int | None, group_size: int) ->
     return total - linear * (dims.dtype_bytes - per_weight)
 
 
-def memory_breakdown(dims: ModelDims, config: RunConfig, sequence: int) -> dict[str, float]:
+def trained_state_bytes(dims: ModelDims, lora: LoraConfig,
+                        mixed_precision: bool = False) -> dict[str, float]:
+    """Bytes of what training adds for the trained parameters. LoRA and DoRA weights are
+    float32, with float32 gradients and two Adam moments. Fully tuned weights are the model's
+    own (already in `weights`); mlx-lm keeps their gradients and MLX's Adam its two moments in
+    the weights' dtype. `mixed_precision` is the usual recipe elsewhere (PyTorch AMP, ZeRO's
+    accounting), not mlx-lm's: a float32 master copy and float32 moments, 16 bytes per
+    parameter with the 16-bit weights and gradients."""
+    trainable = trainable_parameters(dims, lora)
+    full = lora.fine_tune_type == "full"
+    if mixed_precision and not full:
+        raise ValueError("mixed precision is a full fine-tuning recipe: fine_tune_type full")
+    if mixed_precision:
+        return {"master weights": 4 * trainable, "gradients": dims.dtype_bytes * trainable,
+                "optimizer": 2 * 4 * trainable}
+    state = dims.dtype_bytes if full else 4
+    adapters = {} if full else {"adapters": state * trainable}
+    # Adam and AdamW keep two moments per parameter.
+    return {**adapters, "gradients": state * trainable, "optimizer": 2 * state * trainable}
+
+
+def memory_breakdown(dims: ModelDims, config: RunConfig, sequence: int,
+                     mixed_precision: bool = False) -> dict[str, float]:
     """Peak memory of one training step on `batch_size` rows of `sequence` tokens, in GB."""
     tc, lora = config.train, config.lora
-    trainable = trainable_parameters(dims, lora)
-    state_bytes = 4 if lora.fine_tune_type != "full" else dims.dtype_bytes
-    optimizer_values = 2  # Adam and AdamW keep two moments per parameter
     tokens = tc.batch_size * (sequence - 1)  # the loss shifts by one: inputs are S-1 long
     act = dims.dtype_bytes
     per_block = (ACT_PER_HIDDEN * dims.hidden + ACT_PER_INTERMEDIATE * dims.intermediate
@@ -234,12 +258,11 @@ def memory_breakdown(dims: ModelDims, config: RunConfig, sequence: int) -> dict[
         activations = tokens * (layers * dims.hidden * act + per_block)
     else:
         activations = tokens * layers * per_block
+    states = trained_state_bytes(dims, lora, mixed_precision)
     return {
         "weights": weight_bytes(dims, config.model.quantize_bits,
                                 config.model.quantize_group_size) / GB,
-        "adapters": trainable * state_bytes / GB,
-        "gradients": trainable * state_bytes / GB,
-        "optimizer": optimizer_values * trainable * 4 / GB,
+        **{name: value / GB for name, value in states.items()},
         "activations": activations / GB,
         "lm_head": tokens * dims.vocab * HEAD_BYTES_PER_VOCAB / GB,
     }
@@ -297,20 +320,24 @@ def seconds_per_step(dims: ModelDims, config: RunConfig, hardware: Hardware, seq
     return matmul + elementwise * hardware.seconds_per_value
 
 
-def padded_length(tokens: int, max_seq_length: int) -> int:
-    """Width of a batch whose longest example has `tokens` tokens (mlx-lm pads to 1 + 32k)."""
-    return min(1 + 32 * ((tokens + 31) // 32), max_seq_length)
+def padded_length(tokens: int, max_seq_length: int, multiple: int = 32) -> int:
+    """Width of a batch whose longest example has `tokens` tokens: 1 + a multiple of
+    `train.pad_to_multiple` (mlx-lm's batches: 32)."""
+    return min(1 + multiple * ((tokens + multiple - 1) // multiple), max_seq_length)
 
 
 def plan_run(
     dims: ModelDims, config: RunConfig, hardware: Hardware, data: DataStats | None = None,
     tokens_per_second: float | None = None, watts: float | None = None,
-    price_per_kwh: float = 0.30,
+    price_per_kwh: float = 0.30, mixed_precision: bool = False,
 ) -> Plan:
-    """Everything `lorascope plan` prints, for one model, config and machine."""
+    """Everything `lorascope plan` prints, for one model, config and machine.
+    `mixed_precision`: full fine-tuning with float32 master weights and moments (not mlx-lm's
+    way; see trained_state_bytes)."""
     tc, notes = config.train, []
     if data is not None:
-        sequence = padded_length(data.longest_tokens, config.data.max_seq_length)
+        sequence = padded_length(data.longest_tokens, config.data.max_seq_length,
+                                 tc.pad_to_multiple)
         tokens_per_step = tc.batch_size * min(data.mean_tokens, config.data.max_seq_length)
         steps_per_epoch: int | None = data.examples // tc.batch_size
     else:
@@ -318,6 +345,8 @@ def plan_run(
         tokens_per_step = float(tc.batch_size * sequence)
         steps_per_epoch = None
         notes.append("no training data read: sequences assumed max_seq_length long")
+    if tokens_per_second:
+        notes.append("speed as given (--tokens-per-second), not from the constants")
     rate = tokens_per_second or tokens_per_step / seconds_per_step(
         dims, config, hardware, sequence, tokens_per_step)
     step = tokens_per_step / rate
@@ -330,7 +359,7 @@ def plan_run(
     return Plan(
         trainable_parameters=trainable_parameters(dims, config.lora),
         total_parameters=dims.parameters,
-        memory_gb=memory_breakdown(dims, config, sequence),
+        memory_gb=memory_breakdown(dims, config, sequence, mixed_precision),
         sequence_length=sequence, tokens_per_step=tokens_per_step,
         steps_per_epoch=steps_per_epoch, flops_per_token=flops_per_token(dims, config, sequence),
         elementwise_per_token=elementwise_per_token(dims, config, sequence),
@@ -341,12 +370,21 @@ def plan_run(
     )
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def describe_constants(hardware: Hardware) -> str:
+    flops = hardware.matmul_flops
+    rate = f"{flops / 1e12:.2f} TFLOP/s" if flops >= 1e12 else f"{flops / 1e9:.0f} GFLOP/s"
+    return (f"matmul {rate}, memory {hardware.bandwidth / 1e9:,.1f} GB/s, elementwise "
+            f"{hardware.seconds_per_value * 1e9:.3g} ns/value, {hardware.watts:.0f} W")
 
 
 def format_plan(plan: Plan, config: RunConfig) -> str:
@@ -367,9 +405,11 @@ def format_plan(plan: Plan, config: RunConfig) -> str:
         f"steps per epoch   {plan.steps_per_epoch if plan.steps_per_epoch else 'unknown'}",
         f"speed             {plan.tokens_per_second:,.0f} tok/s on {plan.hardware.name} "
         f"({plan.flops_per_token / 1e9:.2f} GFLOP/token)",
+        f"constants         {describe_constants(plan.hardware)}",
+        f"  from            {plan.hardware.source}",
         f"time per epoch    "
-        f"{_duration(plan.seconds_per_epoch) if plan.seconds_per_epoch else 'unknown'}",
-        f"time for run      {_duration(plan.seconds_for_run)} ({tc.iters} steps)",
+        f"{duration(plan.seconds_per_epoch) if plan.seconds_per_epoch else 'unknown'}",
+        f"time for run      {duration(plan.seconds_for_run)} ({tc.iters} steps)",
         f"energy, cost      {plan.energy_kwh:.3f} kWh, {plan.cost:.3f} at the given price",
     ]
     lines += [f"note: {note}" for note in plan.notes]
@@ -413,16 +453,3 @@ def data_stats_for(config: RunConfig, home: Any = None) -> DataStats | None:
     train = splits.get("train") or splits[UNSPLIT]
     lengths = token_counts(tokenizer, train)
     return DataStats(len(lengths), sum(lengths) / len(lengths), max(lengths))
-
-
-def this_machine() -> str:
-    """The HARDWARE key for this computer: its Apple chip when profiled, else the nearest."""
-    import subprocess
-    import sys
-
-    if sys.platform != "darwin":
-        return "linux-cpu-2core"
-    chip = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                          text=True).stdout.strip()  # e.g. "Apple M4 Max"
-    key = chip.lower().removeprefix("apple ").replace(" ", "-")
-    return key if key in HARDWARE else "m1-max"

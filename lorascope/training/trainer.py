@@ -35,6 +35,7 @@ from lorascope.data.records import Record
 from lorascope.errors import LorascopeError
 from lorascope.models.chat import conversation_tokens, text_tokens
 from lorascope.paths import RunPaths
+from lorascope.training.batching import collate_packed, packable, packed_batches, packed_loss
 from lorascope.training.checkpoints import (
     NonFiniteCheckpoint,
     latest_valid_checkpoint,
@@ -154,15 +155,27 @@ def resumable_batches(
     seed: int = 0,
     start: int = 0,
     pad_to: int = 32,
+    pack: bool = False,
 ) -> Iterator[tuple[Any, ...]]:
     """Drop-in for mlx-lm's `iterate_batches`; `start` skips batches already trained on,
-    `pad_to` is `collate`'s padding multiple.
+    `pad_to` is `collate`'s padding multiple. With `pack`, training batches are packed rows
+    (`batching.collate_packed`: tokens, segments, targets, for `batching.packed_loss`) in
+    the same seeded order of batches; validation batches stay unpacked.
 
     Over several ranks (`comm_group` of size > 1) every rank walks the same global batches
     and takes rows rank, rank + size, ... (mlx-lm's sharding), padded as the whole batch is;
     a training batch then also carries the global batch's loss-token count, which
     `global_batch_loss` divides by."""
-    batches = length_sorted_batches([len(ids) for ids, _ in dataset], batch_size)
+    lengths = [len(ids) for ids, _ in dataset]
+    if pack and loop:
+        packed = packed_batches(lengths, batch_size, max_seq_length, pad_to)
+        if not packed:
+            raise TrainingError(f"{len(lengths)} examples fill fewer than batch_size="
+                                f"{batch_size} packed rows")
+        for index in batch_schedule(len(packed), seed, start):  # never ends
+            yield collate_packed([[dataset[i] for i in row] for row in packed[index]],
+                                 max_seq_length, pad_to)
+    batches = length_sorted_batches(lengths, batch_size)
     rank, size = (comm_group.rank(), comm_group.size()) if comm_group is not None else (0, 1)
     # validation: a fixed order, independent of training progress
     order = batch_schedule(len(batches), seed, start) if loop else range(len(batches))
@@ -212,6 +225,8 @@ RESUME_SAFE_FIELDS = {
     ("train", "pad_to_multiple"),
     ("eval",), ("name",),
 }
+# Fields added since checkpoints were first written: a checkpoint without one had its default.
+ADDED_FIELDS = {("train", "pack"): False}
 
 
 def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -223,7 +238,8 @@ def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str
             return
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
-                walk(a.get(key), b.get(key), (*path, key))
+                missing = ADDED_FIELDS.get((*path, key))
+                walk(a.get(key, missing), b.get(key, missing), (*path, key))
         elif a != b:
             conflicts.append(".".join(path))
 
@@ -410,6 +426,10 @@ def train_adapters(
         )
     writer = world.rank() == 0
     loss = partial(global_batch_loss, world_size=tc.ranks) if tc.ranks > 1 else default_loss
+    if tc.pack:
+        if (reason := packable(model)) is not None:
+            raise TrainingError(f"{reason}: set train.pack: false")
+        loss = packed_loss
     checkpoints, adapters = paths.checkpoints, paths.adapters
     state = {"config": config.model_dump(mode="json"), "config_hash": config.config_hash(),
              "code_version": code_version, "data_hash": data_hash}
@@ -448,7 +468,7 @@ def train_adapters(
                 model=model, optimizer=optimizer, train_dataset=train_set, val_dataset=valid_set,
                 args=args, loss=loss,
                 iterate_batches=partial(resumable_batches, seed=config.seed, start=done,
-                                        pad_to=tc.pad_to_multiple),
+                                        pad_to=tc.pad_to_multiple, pack=tc.pack),
                 training_callback=callback,
             )
         except (MemoryError, RuntimeError) as error:

@@ -1,8 +1,9 @@
--- The first three prompts of each domain, base and tuned answers side by side.
+-- The first three prompts of each domain, base and tuned answers side by side. Behaviour
+-- prompts have their own sections (and answers to harmful requests are not shown).
 with
 
 run_prompts as (
-    select * from prompts where evaluation_id = $evaluation_id
+    select * from prompts where evaluation_id = $evaluation_id and behaviour_family is null
 ),
 
 run_generations as (

@@ -6,7 +6,8 @@
 -- items (loss per token); 'ece' items a confidence (value) and whether the answer was right
 -- (weight, 0 or 1), the expected calibration error over items; otherwise the mean of the
 -- values, pass/fail when all are 0 or 1.
--- eval_set and item_id name the item for the contamination check.
+-- eval_set and item_id name the item for the contamination check; higher_is_better the
+-- metric's good direction where it has one (the gate reads it).
 create or replace view paired_items as
 
 with
@@ -49,6 +50,10 @@ judge_outcomes as (
 
 test_losses as (
     select * from test_losses
+),
+
+behaviour_results as (
+    select * from behaviour_results
 ),
 
 goal as (
@@ -151,7 +156,8 @@ capability as (
         case when metric.name = 'acc' then base.correct else base.correct_norm end::integer
             as base_value,
         case when metric.name = 'acc' then tuned.correct else tuned.correct_norm end::integer
-            as tuned_value
+            as tuned_value,
+        true as higher_is_better
     from capability_items as base
     inner join capability_items as tuned
         on base.evaluation_id = tuned.evaluation_id
@@ -193,14 +199,19 @@ calibration as (
 ),
 
 -- Failure modes: per prompt answered by both, whether each variant's answer shows the mode
--- (0 when it does not), for every mode seen in the evaluation.
+-- (0 when it does not), for every mode seen in the evaluation. Behaviour prompts are judged
+-- by their own checkers (a refusal is right on a harmful request), not here.
 answered as (
     select base.evaluation_id, base.run_id, base.prompt_id
     from generations as base
     inner join generations as tuned
         on base.evaluation_id = tuned.evaluation_id
         and base.prompt_id = tuned.prompt_id
+    inner join prompts
+        on base.evaluation_id = prompts.evaluation_id
+        and base.prompt_id = prompts.prompt_id
     where base.variant = 'base' and tuned.variant = 'tuned'
+        and prompts.behaviour_family is null
 ),
 
 modes as (
@@ -295,6 +306,30 @@ judge as (
         (outcome = 'tuned')::integer as tuned_value
     from judge_outcomes
     where outcome <> 'unparsed'
+),
+
+-- Behaviour families: each checker metric of each behaviour prompt set, per prompt.
+behaviour as (
+    select
+        base.evaluation_id,
+        base.run_id,
+        base.family,
+        base.metric,
+        base.prompt_set as slice,
+        'mean' as kind,
+        base.prompt_set as eval_set,
+        base.prompt_id as item_id,
+        base.value as base_value,
+        tuned.value as tuned_value,
+        1.0 as base_weight,
+        1.0 as tuned_weight,
+        base.higher_is_better
+    from behaviour_results as base
+    inner join behaviour_results as tuned
+        on base.evaluation_id = tuned.evaluation_id
+        and base.prompt_id = tuned.prompt_id
+        and base.metric = tuned.metric
+    where base.variant = 'base' and tuned.variant = 'tuned'
 )
 
 select * from goal
@@ -336,3 +371,5 @@ from judge
 left join prompts
     on judge.evaluation_id = prompts.evaluation_id
     and judge.item_id = prompts.prompt_id
+union all by name
+select * from behaviour

@@ -1,0 +1,162 @@
+"""Packed training batches (train.pack): several examples per row, each trained as if alone.
+
+mlx-lm's batches hold one example per row, padded to the longest row of the batch. Packing
+lays examples end to end (best-fit decreasing) in rows as wide as the longest example, the
+width of the widest unpacked batch (so the same peak memory): a step computes almost no
+padding, and nearly every step has that one shape, compiled once. Two things keep
+each example independent, without forking mlx-lm's model code:
+
+- **Attention**: a block-diagonal causal mask (a position sees only earlier positions of its
+  own example). mlx-lm's Llama/Mistral models take no mask argument, but they ask each
+  layer's cache for one (`cache.make_mask`), apply RoPE at `cache.offset` and pass keys
+  through `cache.update_and_fetch`; `PackedRows` stands in for the cache during training and
+  answers with the packed mask, offset 0, and the keys unchanged.
+- **Positions**: RoPE rotates by position, and mlx's rope takes one offset per row, not per
+  token, so an example later in a row sees positions that do not start at 0. The attention
+  score of RoPE depends only on the distance between query and key, so within an example
+  (the only keys its mask lets it see) the scores are those of the example alone, up to
+  float rounding: the per-example losses equal the unpacked ones (tests/test_packing.py).
+  This holds for rotations whose frequencies do not depend on the row's length (`nn.RoPE`,
+  Llama 3's); `packable` refuses the others (dynamic NTK, LongRoPE) and other model code.
+
+Each example keeps the one target past its end that mlx-lm's default_loss counts (a padding
+token), so its loss is the one mlx-lm computes for it unpacked. What packing does change is
+what a step is: a step trains on every example its `batch_size` rows hold, several times
+`batch_size` examples, so `train.iters` means fewer, larger steps per epoch; train.pack is
+part of the run id.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+PAD_SEGMENT = -1  # padding and each example's trailing padding target: computed, not real
+
+
+class PackedRows:
+    """Stands in for a layer's KV cache in a training forward pass: the packed rows' mask."""
+
+    offset = 0
+
+    def __init__(self, mask: Any) -> None:
+        self.mask = mask
+
+    def update_and_fetch(self, keys: Any, values: Any) -> tuple[Any, Any]:
+        return keys, values
+
+    def make_mask(self, n: int, return_array: bool = False, window_size: int | None = None) -> Any:
+        if window_size is None or window_size >= n:
+            return self.mask
+        import mlx.core as mx
+
+        steps = mx.arange(n)
+        return self.mask & (steps[:, None] < steps[None] + window_size)
+
+
+def packable(model: Any) -> str | None:
+    """Why `model` cannot train on packed rows, or None if it can."""
+    import mlx.nn as nn
+    from mlx_lm.models.rope_utils import Llama3RoPE
+
+    module = type(model).__module__
+    if module != "mlx_lm.models.llama":
+        return (f"train.pack needs mlx-lm's Llama/Mistral model code (this model is "
+                f"{module}), whose attention takes its mask and positions from the cache")
+    rope = model.layers[0].self_attn.rope
+    if not isinstance(rope, nn.RoPE | Llama3RoPE):
+        return (f"train.pack needs a RoPE whose rotation depends only on distance; this "
+                f"model's is {type(rope).__name__}")
+    return None
+
+
+def slot_length(length: int, max_seq_length: int) -> int:
+    """Positions an example takes in a packed row: its tokens and the padding target
+    mlx-lm's default_loss counts after them (none when truncated, as unpacked)."""
+    return min(length + 1, max_seq_length)
+
+
+def pack_rows(slots: Sequence[int], width: int) -> list[list[int]]:
+    """Example indices per row, best-fit decreasing: each example, longest first, goes to
+    the fullest row it fits in. Deterministic (ties by index)."""
+    rows: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (room left, row), sorted
+    for i in sorted(range(len(slots)), key=lambda i: (-slots[i], i)):
+        at = bisect.bisect_left(free, (slots[i], -1))
+        if at == len(free):
+            rows.append([i])
+            room, row = width - slots[i], len(rows) - 1
+        else:
+            room, row = free.pop(at)
+            rows[row].append(i)
+            room -= slots[i]
+        bisect.insort(free, (room, row))
+    return rows
+
+
+def packed_width(slots: Sequence[int], max_seq_length: int, pad_to: int) -> int:
+    """1 + a multiple of `pad_to` that holds the longest example: the width of the widest
+    unpacked batch, so that packing keeps its peak memory."""
+    return min(1 + pad_to * ((max(slots) - 1 + pad_to - 1) // pad_to), max_seq_length)
+
+
+def packed_batches(
+    lengths: Sequence[int], batch_size: int, max_seq_length: int, pad_to: int
+) -> list[list[list[int]]]:
+    """Rows as wide as `packed_width`, `batch_size` rows a batch, fullest rows first; the
+    last rows are dropped if they do not fill a batch, as mlx-lm drops the last examples."""
+    slots = [slot_length(n, max_seq_length) for n in lengths]
+    rows = pack_rows(slots, packed_width(slots, max_seq_length, pad_to))
+    return [rows[i : i + batch_size] for i in range(0, len(rows) - batch_size + 1, batch_size)]
+
+
+def collate_packed(
+    rows: Sequence[Sequence[tuple[list[int], int]]], max_seq_length: int, pad_to: int
+) -> tuple[Any, Any, Any]:
+    """(tokens, segments, targets) of packed rows, padded to 1 + a multiple of `pad_to`.
+
+    `segments` numbers each position's example within its row (PAD_SEGMENT for padding and
+    the padding target); `targets[r, t]` says whether the target at t (token t + 1) counts,
+    as default_loss counts it unpacked: from the example's offset (at least its second
+    token) to one past its end."""
+    import mlx.core as mx
+
+    fills = [sum(slot_length(len(ids), max_seq_length) for ids, _ in row) for row in rows]
+    width = packed_width(fills, max_seq_length, pad_to)
+    tokens = np.zeros((len(rows), width), np.int32)
+    segments = np.full((len(rows), width), PAD_SEGMENT, np.int32)
+    targets = np.zeros((len(rows), width - 1), bool)
+    for r, row in enumerate(rows):
+        start = 0
+        for segment, (ids, offset) in enumerate(row):
+            slot = slot_length(len(ids), max_seq_length)
+            length = min(len(ids), slot)
+            tokens[r, start : start + length] = ids[:length]
+            segments[r, start : start + length] = segment
+            targets[r, start + max(offset, 1) - 1 : start + slot - 1] = True
+            start += slot
+    return mx.array(tokens), mx.array(segments), mx.array(targets)
+
+
+def packed_loss(model: Any, tokens: Any, *rest: Any) -> tuple[Any, Any]:
+    """mlx-lm's default_loss over packed rows: each target's cross-entropy with attention
+    kept within its example, summed over the counted targets / their number. Unpacked
+    batches (validation: tokens, bounds) go to default_loss itself."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.tuner.trainer import default_loss
+
+    if len(rest) == 1:
+        return default_loss(model, tokens, *rest)
+    segments, targets = rest
+    inputs, seen = tokens[:, :-1], segments[:, :-1]
+    steps = mx.arange(inputs.shape[1])
+    mask = (seen[:, :, None] == seen[:, None, :]) & (steps[:, None] >= steps[None])
+    caches = [PackedRows(mask[:, None]) for _ in model.layers]
+    logits = model(inputs, cache=caches)
+    ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * targets
+    ntoks = targets.sum()
+    return ce.astype(mx.float32).sum() / ntoks, ntoks

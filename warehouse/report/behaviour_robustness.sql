@@ -1,0 +1,5 @@
+-- The robustness family's comparisons, per prompt set and metric.
+select * exclude (evaluation_id, run_id, higher_is_better, test)
+from behaviour_robustness
+where evaluation_id = $evaluation_id
+order by prompt_set, metric
