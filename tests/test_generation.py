@@ -298,3 +298,13 @@ def test_sampled_answers_repeat_with_the_same_seed(tiny):
         return [r["output_text"] for r in sorted(landed, key=lambda r: r["prompt_id"])]
 
     assert answers(0) == answers(0) != answers(1)
+
+
+def test_chunks_break_where_prompts_get_twice_as_long_or_the_batch_is_full():
+    from lorascope.evaluation.generation import length_chunks
+
+    lengths = [30, 35, 50, 60, 61, 130, 140, 900, 950]
+    assert [list(r) for r in length_chunks(lengths, 64)] == [
+        [0, 1, 2, 3], [4], [5, 6], [7, 8]]
+    assert [len(r) for r in length_chunks([40] * 10, 4)] == [4, 4, 2]
+    assert length_chunks([], 4) == []
