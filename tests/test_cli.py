@@ -130,9 +130,10 @@ def test_a_tripped_capability_gate_exits_3_after_writing_the_report(
     )
     result = lorascope(home, "run", str(config), api_url=api_url)
     assert result.returncode == 3, result.stderr[-3000:]
-    assert "capability regression beyond eval.gate_max_drop=0.0" in failure_line(result)
+    assert ("regression beyond eval.gate_max_drop=0.0 (eval.gate_families: capability): "
+            "capability arc_easy") in failure_line(result)
     (report,) = (home / "runs").glob("gated-*/report.md")
-    assert "## Capability gate" in report.read_text()
+    assert "## Regression gate" in report.read_text()
 
 
 def test_a_failed_warehouse_query_exits_7(home: Path) -> None:
