@@ -94,11 +94,13 @@ def generate_variant(
     follow-up turns of sets that have one (sycophancy's push-back), after the variant's own
     first answers."""
     generated = generate_prompts(context, prompts, variant, log)
+    if not any((found := behaviour_set(p)) and found.followup for p in prompts):
+        return generated
     answers = {row["prompt_id"]: row["output_text"] for row in warehouse.select_rows(
         context.warehouse, "generations", ["prompt_id", "output_text"],
         evaluation_id=context.evaluation_id, variant=variant)}
     second = followup_prompts(prompts, answers)
-    return generated + (generate_prompts(context, second, variant, log) if second else 0)
+    return generated + generate_prompts(context, second, variant, log)
 
 
 def generate_prompts(

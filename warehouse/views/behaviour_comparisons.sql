@@ -12,9 +12,13 @@ comparisons as (
     select * from comparisons
 ),
 
+behaviour_results as (
+    select * from behaviour_results
+),
+
+-- The behaviour families are those the checkers wrote rows for.
 families as (
-    select * from (values ('epistemic'), ('sycophancy'), ('safety'), ('robustness'))
-        as families(family)
+    select distinct family from behaviour_results
 )
 
 select

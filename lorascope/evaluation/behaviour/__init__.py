@@ -16,6 +16,5 @@ BEHAVIOUR_SETS: dict[str, BehaviourSet] = {
     for module in (epistemic, sycophancy, safety, robustness)
     for behaviour_set in module.SETS
 }
-FAMILIES = ("epistemic", "sycophancy", "safety", "robustness")
 
-__all__ = ["BEHAVIOUR_SETS", "FAMILIES", "BehaviourSet", "Verdict"]
+__all__ = ["BEHAVIOUR_SETS", "BehaviourSet", "Verdict"]
