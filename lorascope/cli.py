@@ -479,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
         hide_user_error_tracebacks()
     try:
         return dispatch(args)
+    except BrokenPipeError:
+        # the reader closed the pipe (`lorascope sql ... | head`): it has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:
         if args.debug:
             raise

@@ -74,7 +74,7 @@ def notifications_path(home: Path | None = None) -> Path:
 def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """A flow's on_failure/on_crashed hook: append one JSON line (flow, run, exit code,
     message) to notifications.log in the run's home, the notification that needs no account.
-    Exit code 3 is a tripped capability gate; a Prefect automation on failed lorascope flow
+    Exit code 3 is a tripped regression gate; a Prefect automation on failed lorascope flow
     runs can forward the same to Slack or e-mail (docs/operations.md). A deployment's run
     writes to $LORASCOPE_HOME whatever its `home` parameter says (it may have been refused)."""
     error = state.result(raise_on_failure=False) if state.is_failed() else None

@@ -14,7 +14,7 @@ EXIT_CODES = {
     0: "success",
     1: "any other failure (its one-line message says what; --debug shows the traceback)",
     2: "bad command line or config (unknown key, wrong type, missing file or run)",
-    3: "capability gate tripped (eval.gate: fail)",
+    3: "regression gate tripped (eval.gate: fail)",
     4: "bad data: unreadable, or it failed validation (the report names file, line and rule)",
     5: "model not found or not loadable",
     6: "training stopped for a reason to fix (NaN loss, out of memory, resume mismatch)",

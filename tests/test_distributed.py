@@ -27,6 +27,7 @@ from lorascope.training.trainer import (
     attach_adapters,
     global_batch_loss,
     resumable_batches,
+    target_loss,
     tokenize_examples,
     train_adapters,
 )
@@ -197,16 +198,19 @@ def test_validation_shards_carry_no_token_count() -> None:
     assert len(batches) == 3 and all(len(batch) == 2 for batch in batches)
 
 
-def test_the_ranks_losses_average_to_the_global_batch_loss(tiny_mistral_dir: Path) -> None:
+@pytest.mark.parametrize("loss, positions", [(global_batch_loss, False), (target_loss, True)])
+def test_the_ranks_losses_average_to_the_global_batch_loss(
+    tiny_mistral_dir: Path, loss: Any, positions: bool,
+) -> None:
     model, tokenizer = load_model(tiny_mistral_dir, RunConfig().model)
     data = tokenize_examples(
         [[{"role": "user", "content": "q" * n}, {"role": "assistant", "content": "a" * 7 * n}]
          for n in (1, 2, 9, 14)], tokenizer, mask_prompt=True)
     tokens, bounds = next(resumable_batches(data, 4, 256, loop=True))
-    shards = [next(resumable_batches(data, 4, 256, loop=True, comm_group=Rank(r, 2)))
-              for r in range(2)]
+    shards = [next(resumable_batches(data, 4, 256, loop=True, comm_group=Rank(r, 2),
+                                     positions=positions)) for r in range(2)]
     expected, targets = default_loss(model, tokens, bounds)
-    per_rank = [global_batch_loss(model, *shard, world_size=2) for shard in shards]
+    per_rank = [loss(model, *shard, world_size=2) for shard in shards]
     assert per_rank[0][1].item() != per_rank[1][1].item()  # unequal shares of targets
     assert sum(loss.item() for loss, _ in per_rank) / 2 == pytest.approx(expected.item(), 1e-6)
     assert sum(n.item() for _, n in per_rank) == targets.item()

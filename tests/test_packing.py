@@ -14,6 +14,7 @@ from conftest import Interrupted, interrupt_at
 from lorascope.config import parse_config
 from lorascope.data.builtin import resolve_data_source
 from lorascope.data.sources import load_splits
+from lorascope.models.heads import counted_positions
 from lorascope.models.loader import load_model
 from lorascope.paths import RunPaths
 from lorascope.training.batching import (
@@ -49,9 +50,9 @@ def test_pack_rows_places_every_example_once_within_the_width() -> None:
 
 def test_collated_packed_rows_count_the_targets_default_loss_counts_unpacked() -> None:
     data = examples([10, 30, 7, 16])
-    tokens, segments, targets = collate_packed([data[:3], data[3:]], 256, 8)
+    tokens, segments, positions = collate_packed([data[:3], data[3:]], 256, 8)
     counted = [int(collate([e], 256, 8)[1][0, 1]) - max(e[1], 1) + 1 for e in data]
-    assert int(targets.sum()) == sum(counted)
+    assert int((positions < 2 * 56).sum()) == sum(counted)
     assert tokens.shape == (2, 57)  # 11 + 31 + 8 = 50 positions, padded to 1 + 7 x 8
     assert int((segments >= 0).sum()) == 10 + 30 + 7 + 16  # real tokens; the rest PAD_SEGMENT
     assert segments[0, 10].item() == PAD_SEGMENT  # the padding target after the first example
@@ -68,14 +69,16 @@ def test_each_packed_example_has_its_unpacked_loss(tiny: Any) -> None:
     from mlx_lm.tuner.trainer import default_loss
 
     data = examples([23, 40, 17, 9, 61, 5], seed=1)
-    tokens, segments, targets = collate_packed([data[:4], data[4:]], 256, 8)
+    tokens, segments, positions = collate_packed([data[:4], data[4:]], 256, 8)
     row_of = [0, 0, 0, 0, 1, 1]
     segment_of = [0, 1, 2, 3, 0, 1]
+    counted = np.zeros((tokens.shape[0], tokens.shape[1] - 1), bool)
+    counted.flat[[p for p in np.array(positions) if p < counted.size]] = True
     for k, example in enumerate(data):
         alone, _ = default_loss(tiny, *collate([example], 256, 8))
-        rows = mx.arange(tokens.shape[0])[:, None] == row_of[k]
-        own = targets & rows & (segments[:, :-1] == segment_of[k])
-        packed, _ = packed_loss(tiny, tokens, segments, own)
+        rows = np.arange(tokens.shape[0])[:, None] == row_of[k]
+        own = counted & rows & (np.array(segments[:, :-1]) == segment_of[k])
+        packed, _ = packed_loss(tiny, tokens, segments, mx.array(counted_positions(own)))
         assert packed.item() == pytest.approx(alone.item(), rel=1e-5), k
 
 

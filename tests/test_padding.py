@@ -1,4 +1,5 @@
-"""train.pad_to_multiple: batches padded tighter than mlx-lm's 1 + 32k train the same."""
+"""train.pad_to_multiple: batches padded tighter than mlx-lm's 1 + 32k train the same; so do
+lorascope's batches with target_loss (logits only at the counted targets)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,18 @@ from functools import partial
 from itertools import islice
 from pathlib import Path
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
-from lorascope.training.trainer import collate, resumable_batches, resume_conflicts
+from lorascope.models.heads import counted_positions
+from lorascope.training.trainer import (
+    collate,
+    default_loss_targets,
+    resumable_batches,
+    resume_conflicts,
+    target_loss,
+)
 
 
 def examples(lengths: list[int]) -> list[tuple[list[int], int]]:
@@ -47,12 +56,13 @@ def test_a_changed_pad_to_multiple_does_not_block_resume() -> None:
     assert resume_conflicts(saved, {"train": {"iters": 10, "pad_to_multiple": 8}}) == []
 
 
-def mlx_lm_losses(model_dir: Path, pad_to: int | None, steps: int) -> tuple[list[float], set]:
+def mlx_lm_losses(model_dir: Path, pad_to: int | None, steps: int,
+                  targets_only: bool = False) -> tuple[list[float], set]:
     """Per-step training losses of mlx-lm's train() on mlx-lm's own batches (seeded), as
-    mlx-lm pads them (pad_to None) or re-padded by lorascope's collate; and their widths."""
-    import mlx.core as mx
+    mlx-lm pads them (pad_to None) or re-padded by lorascope's collate; and their widths.
+    `targets_only`: with lorascope's target_loss (logits only at the counted targets)."""
     import mlx.optimizers as optim
-    from mlx_lm.tuner.trainer import TrainingArgs, iterate_batches, train
+    from mlx_lm.tuner.trainer import TrainingArgs, default_loss, iterate_batches, train
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
     from lorascope.models.loader import load_model
@@ -71,7 +81,11 @@ def mlx_lm_losses(model_dir: Path, pad_to: int | None, steps: int) -> tuple[list
                         for i, (offset, length) in enumerate(bounds.tolist())]
                 tokens, bounds = collate(rows, max_seq_length, pad_to)
             widths.add(tokens.shape[1])
-            yield tokens, bounds
+            if targets_only:
+                counted = default_loss_targets(np.array(bounds), tokens.shape[1])
+                yield tokens, bounds, mx.array(counted_positions(counted))
+            else:
+                yield tokens, bounds
 
     losses: list[float] = []
 
@@ -86,7 +100,8 @@ def mlx_lm_losses(model_dir: Path, pad_to: int | None, steps: int) -> tuple[list
     args = TrainingArgs(batch_size=4, iters=steps, steps_per_report=1, steps_per_save=steps + 1,
                         adapter_file=str(model_dir.parent / f"scratch-{pad_to}.safetensors"))
     train(model=model, optimizer=optim.Adam(learning_rate=1e-3), train_dataset=data,
-          args=args, iterate_batches=partial(batches), training_callback=Losses())
+          args=args, iterate_batches=partial(batches), training_callback=Losses(),
+          loss=target_loss if targets_only else default_loss)
     return losses, widths
 
 
@@ -97,4 +112,14 @@ def test_padding_to_8_trains_with_mlx_lm_losses_step_by_step(tiny_mistral_dir: P
     theirs, their_widths = mlx_lm_losses(model_dir, None, 6)
     ours, our_widths = mlx_lm_losses(model_dir, 8, 6)
     assert our_widths - their_widths  # batches of widths mlx-lm never makes
+    assert ours == pytest.approx(theirs, rel=1e-5)
+
+
+def test_lorascope_batches_and_loss_train_with_mlx_lm_losses_step_by_step(
+    tiny_mistral_dir: Path, tmp_path: Path,
+) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.symlink_to(tiny_mistral_dir)
+    theirs, _ = mlx_lm_losses(model_dir, None, 6)
+    ours, _ = mlx_lm_losses(model_dir, 8, 6, targets_only=True)
     assert ours == pytest.approx(theirs, rel=1e-5)

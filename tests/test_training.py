@@ -133,18 +133,25 @@ def train_here(config: RunConfig, run_dir: Path, model_dir: Path, conversations:
 # ---------------------------------------------------------------- exact resume
 
 
-def test_sigkill_mid_run_then_resume_in_a_new_process_gives_identical_adapters(
-    tmp_path: Path, session_home: Path, reference: tuple[Path, list]
-) -> None:
-    run_dir = tmp_path / "run"
-    first = start_worker(BASE, run_dir, session_home, tmp_path / "first.log")
-    crossing = run_dir / "checkpoints" / "step-0000008"
+def kill_after_checkpoint(config: dict[str, Any], step: int, run_dir: Path, home: Path,
+                          log: Path) -> None:
+    """Train `config` in a new process and SIGKILL it once its step-`step` checkpoint exists,
+    before it can write its adapters."""
+    first = start_worker(config, run_dir, home, log)
+    crossing = run_dir / "checkpoints" / f"step-{step:07d}"
     deadline = time.monotonic() + 300
     while not crossing.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     first.send_signal(signal.SIGKILL)
     assert first.wait(timeout=30) == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (run_dir / "adapters").exists()
+
+
+def test_sigkill_mid_run_then_resume_in_a_new_process_gives_identical_adapters(
+    tmp_path: Path, session_home: Path, reference: tuple[Path, list]
+) -> None:
+    run_dir = tmp_path / "run"
+    kill_after_checkpoint(BASE, 8, run_dir, session_home, tmp_path / "first.log")
     killed_at = max(train_rows(metric_rows(tmp_path / "first.log")))
 
     out = tmp_path / "resume.log"
@@ -167,6 +174,32 @@ def test_sigkill_mid_run_then_resume_in_a_new_process_gives_identical_adapters(
     for step in steps:
         for key in ("loss", "learning_rate", "trained_tokens"):
             assert train_rows(resumed)[step][key] == expected[step][key], (step, key)
+
+
+# The same with train.pack (and the default pad_to_multiple): fewer steps, each of several
+# examples per row.
+PACKED = merged(train={"pack": True, "iters": 12})
+
+
+def test_a_packed_run_killed_mid_run_resumes_in_a_new_process_to_identical_adapters(
+    tmp_path: Path, session_home: Path, tiny_mistral_dir: Path,
+) -> None:
+    reference = run_worker(PACKED, tmp_path / "reference", session_home)
+    run_dir = tmp_path / "run"
+    kill_after_checkpoint(PACKED, 4, run_dir, session_home, tmp_path / "first.log")
+
+    out = tmp_path / "resume.log"
+    assert start_worker(PACKED, run_dir, session_home, out).wait(timeout=600) == 0, \
+        out.read_text()[-3000:]
+    assert "resuming from" in out.read_text()
+    whole, resumed = adapter_weights(tmp_path / "reference"), adapter_weights(run_dir)
+    assert whole.keys() == resumed.keys()
+    assert all(mx.array_equal(whole[k], resumed[k]).item() for k in whole)
+    # the loss curve continues: every resumed row is the uninterrupted run's, to the last step
+    expected, rows = train_rows(reference), train_rows(metric_rows(out))
+    assert max(rows) == PACKED["train"]["iters"]
+    assert [[rows[s][k] for k in ("loss", "learning_rate", "trained_tokens")] for s in rows] \
+        == [[expected[s][k] for k in ("loss", "learning_rate", "trained_tokens")] for s in rows]
 
 
 @pytest.mark.parametrize("damage", ["flip bytes", "delete marker"])

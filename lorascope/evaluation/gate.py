@@ -60,6 +60,10 @@ def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
 def _direction(verdict: dict[str, Any]) -> str:
     return "higher is better" if verdict["higher_is_better"] else "lower is better"
 
@@ -67,7 +71,7 @@ def _direction(verdict: dict[str, Any]) -> str:
 def failure_message(failed: list[dict[str, Any]], settings: EvalConfig) -> str:
     detail = "; ".join(
         f"{v['family']} {v['slice']} {v['metric']} {_signed(v['delta'])} ({_direction(v)}; "
-        f"{v['lost']} items lost, {v['gained']} gained, exact McNemar p = {_p(v['p_value'])})"
+        f"{_items(v['lost'])} lost, {v['gained']} gained, exact McNemar p = {_p(v['p_value'])})"
         for v in failed
     )
     significance = (f" and significant at alpha {settings.statistics.alpha}"

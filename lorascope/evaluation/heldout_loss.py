@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lorascope.data.records import Record
+from lorascope.models.heads import logits_at
 from lorascope.training.trainer import tokenize_examples
 
 
@@ -68,7 +69,8 @@ def score_batch(model: Any, examples: Sequence[LossExample], max_seq_length: int
     positions = np.concatenate(steps).astype(np.int64)
     nll = np.zeros(0)
     if len(positions):
-        logits = model(mx.array(tokens[:, :-1]))[mx.array(rows), mx.array(positions - 1)]
+        logits = logits_at(model, mx.array(tokens[:, :-1]), mx.array(rows),
+                           mx.array(positions - 1))
         logits = logits.astype(mx.float32)
         targets = mx.array(tokens[rows, positions])
         picked = mx.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]

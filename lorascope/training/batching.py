@@ -20,7 +20,9 @@ each example independent, without forking mlx-lm's model code:
   Llama 3's); `packable` refuses the others (dynamic NTK, LongRoPE) and other model code.
 
 Each example keeps the one target past its end that mlx-lm's default_loss counts (a padding
-token), so its loss is the one mlx-lm computes for it unpacked. What packing does change is
+token), so its loss is the one mlx-lm computes for it unpacked. Logits are computed only at
+those targets (`models.heads`). Validation batches are packed one example per row, so that
+one loss function reads every batch. What packing does change is
 what a step is: a step trains on every example its `batch_size` rows hold, several times
 `batch_size` examples, so `train.iters` means fewer, larger steps per epoch; train.pack is
 part of the run id.
@@ -33,6 +35,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from lorascope.models.heads import counted_positions, gathered_cross_entropy, split_head
 
 PAD_SEGMENT = -1  # padding and each example's trailing padding target: computed, not real
 
@@ -116,12 +120,12 @@ def packed_batches(
 def collate_packed(
     rows: Sequence[Sequence[tuple[list[int], int]]], max_seq_length: int, pad_to: int
 ) -> tuple[Any, Any, Any]:
-    """(tokens, segments, targets) of packed rows, padded to 1 + a multiple of `pad_to`.
+    """(tokens, segments, positions) of packed rows, padded to 1 + a multiple of `pad_to`.
 
     `segments` numbers each position's example within its row (PAD_SEGMENT for padding and
-    the padding target); `targets[r, t]` says whether the target at t (token t + 1) counts,
-    as default_loss counts it unpacked: from the example's offset (at least its second
-    token) to one past its end."""
+    the padding target); `positions` are the targets that count (`heads.counted_positions`
+    of a rows x (width - 1) mask: target t is token t + 1), as default_loss counts them
+    unpacked: from the example's offset (at least its second token) to one past its end."""
     import mlx.core as mx
 
     fills = [sum(slot_length(len(ids), max_seq_length) for ids, _ in row) for row in rows]
@@ -138,25 +142,18 @@ def collate_packed(
             segments[r, start : start + length] = segment
             targets[r, start + max(offset, 1) - 1 : start + slot - 1] = True
             start += slot
-    return mx.array(tokens), mx.array(segments), mx.array(targets)
+    return mx.array(tokens), mx.array(segments), mx.array(counted_positions(targets))
 
 
-def packed_loss(model: Any, tokens: Any, *rest: Any) -> tuple[Any, Any]:
-    """mlx-lm's default_loss over packed rows: each target's cross-entropy with attention
-    kept within its example, summed over the counted targets / their number. Unpacked
-    batches (validation: tokens, bounds) go to default_loss itself."""
+def packed_loss(model: Any, tokens: Any, segments: Any, positions: Any) -> tuple[Any, Any]:
+    """mlx-lm's default_loss over packed rows: each counted target's cross-entropy, with
+    attention kept within its example, summed / their number."""
     import mlx.core as mx
-    import mlx.nn as nn
-    from mlx_lm.tuner.trainer import default_loss
 
-    if len(rest) == 1:
-        return default_loss(model, tokens, *rest)
-    segments, targets = rest
     inputs, seen = tokens[:, :-1], segments[:, :-1]
     steps = mx.arange(inputs.shape[1])
     mask = (seen[:, :, None] == seen[:, None, :]) & (steps[:, None] >= steps[None])
     caches = [PackedRows(mask[:, None]) for _ in model.layers]
-    logits = model(inputs, cache=caches)
-    ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * targets
-    ntoks = targets.sum()
-    return ce.astype(mx.float32).sum() / ntoks, ntoks
+    body, head = split_head(model)
+    total, count = gathered_cross_entropy(body(inputs, caches), head, tokens[:, 1:], positions)
+    return total / count, count

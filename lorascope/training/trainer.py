@@ -34,6 +34,7 @@ from lorascope.config import LoraConfig, RunConfig, TrainConfig
 from lorascope.data.records import Record
 from lorascope.errors import LorascopeError
 from lorascope.models.chat import conversation_tokens, text_tokens
+from lorascope.models.heads import counted_positions, gathered_cross_entropy, split_head
 from lorascope.paths import RunPaths
 from lorascope.training.batching import collate_packed, packable, packed_batches, packed_loss
 from lorascope.training.checkpoints import (
@@ -156,16 +157,21 @@ def resumable_batches(
     start: int = 0,
     pad_to: int = 32,
     pack: bool = False,
+    positions: bool = False,
 ) -> Iterator[tuple[Any, ...]]:
     """Drop-in for mlx-lm's `iterate_batches`; `start` skips batches already trained on,
-    `pad_to` is `collate`'s padding multiple. With `pack`, training batches are packed rows
-    (`batching.collate_packed`: tokens, segments, targets, for `batching.packed_loss`) in
-    the same seeded order of batches; validation batches stay unpacked.
+    `pad_to` is `collate`'s padding multiple. With `positions`, each batch also carries the
+    flat positions of the targets its loss counts (`target_loss`: logits only there).
+    With `pack`, batches are packed rows (`batching.collate_packed`: tokens, segments,
+    positions, for `batching.packed_loss`) in the same seeded order of batches; validation
+    batches hold one example per row.
 
     Over several ranks (`comm_group` of size > 1) every rank walks the same global batches
     and takes rows rank, rank + size, ... (mlx-lm's sharding), padded as the whole batch is;
     a training batch then also carries the global batch's loss-token count, which
     `global_batch_loss` divides by."""
+    import mlx.core as mx
+
     lengths = [len(ids) for ids, _ in dataset]
     if pack and loop:
         packed = packed_batches(lengths, batch_size, max_seq_length, pad_to)
@@ -180,13 +186,23 @@ def resumable_batches(
     # validation: a fixed order, independent of training progress
     order = batch_schedule(len(batches), seed, start) if loop else range(len(batches))
     for index in order:
-        tokens, bounds = collate([dataset[i] for i in batches[index]], max_seq_length, pad_to)
-        if size == 1:
-            yield tokens, bounds
-        elif loop:
-            yield tokens[rank::size], bounds[rank::size], loss_tokens(tokens, bounds)
-        else:
-            yield tokens[rank::size], bounds[rank::size]
+        rows = [dataset[i] for i in batches[index]]
+        if pack:
+            yield collate_packed([[row] for row in rows], max_seq_length, pad_to)
+            continue
+        tokens, bounds = collate(rows, max_seq_length, pad_to)
+        batch = (tokens, bounds) if size == 1 else (tokens[rank::size], bounds[rank::size])
+        if positions:
+            counted = default_loss_targets(np.array(batch[1]), tokens.shape[1])
+            batch = (*batch, mx.array(counted_positions(counted)))
+        yield (*batch, loss_tokens(tokens, bounds)) if loop and size > 1 else batch
+
+
+def default_loss_targets(bounds: np.ndarray, width: int) -> np.ndarray:
+    """mlx-lm default_loss's mask of counted targets (rows x width - 1; target t is token
+    t + 1): from each row's offset to one past its last token."""
+    steps = np.arange(1, width)
+    return (steps >= bounds[:, 0:1]) & (steps <= bounds[:, 1:])
 
 
 def loss_tokens(tokens: Any, bounds: Any) -> Any:
@@ -197,17 +213,38 @@ def loss_tokens(tokens: Any, bounds: Any) -> Any:
     return mx.logical_and(steps >= bounds[:, 0:1], steps <= bounds[:, 1:]).sum()
 
 
+def target_loss(
+    model: Any, tokens: Any, bounds: Any, positions: Any, batch_tokens: Any = None, *,
+    world_size: int = 1,
+) -> tuple[Any, Any]:
+    """mlx-lm's default_loss with logits computed only at the targets it counts
+    (`positions`): the same value up to the order of float summation, without the output
+    projection and vocabulary softmax at prompt and padding positions. `batch_tokens` and
+    `world_size` as in `global_batch_loss`."""
+    body, head = split_head(model)
+    total, count = gathered_cross_entropy(body(tokens[:, :-1]), head, tokens[:, 1:], positions)
+    return rescaled_to_global_batch(total / count, count, batch_tokens, world_size)
+
+
 def global_batch_loss(
     model: Any, tokens: Any, bounds: Any, batch_tokens: Any = None, *, world_size: int
 ) -> tuple[Any, Any]:
-    """mlx-lm's default_loss over a rank's rows, rescaled so that the mean over ranks (what
-    mlx-lm's average_gradients and reported loss take) is the loss of the global batch: the
-    sum over its targets / their number, as one process computes it. Averaging the ranks'
-    own means instead would weight rows by how many targets their rank happens to hold.
-    Validation batches carry no count: mlx-lm's evaluate() weights by tokens itself."""
+    """mlx-lm's default_loss over a rank's rows, rescaled by `rescaled_to_global_batch`
+    (for model code whose head `models.heads` cannot split off; `target_loss` otherwise)."""
     from mlx_lm.tuner.trainer import default_loss
 
     loss, targets = default_loss(model, tokens, bounds)
+    return rescaled_to_global_batch(loss, targets, batch_tokens, world_size)
+
+
+def rescaled_to_global_batch(
+    loss: Any, targets: Any, batch_tokens: Any, world_size: int
+) -> tuple[Any, Any]:
+    """A rank's mean loss rescaled so that the mean over ranks (what mlx-lm's
+    average_gradients and reported loss take) is the loss of the global batch: the sum over
+    its targets / their number, as one process computes it. Averaging the ranks' own means
+    instead would weight rows by how many targets their rank happens to hold. Validation
+    batches carry no count: mlx-lm's evaluate() weights by tokens itself."""
     if batch_tokens is None:
         return loss, targets
     return loss * targets * world_size / batch_tokens, targets
@@ -250,6 +287,19 @@ def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str
 # ---------------------------------------------------------------- training
 
 
+def training_loss(model: Any, train: TrainConfig) -> Callable[..., tuple[Any, Any]]:
+    """The loss for the batches `resumable_batches` makes for this model and config: logits
+    only at counted targets where the model's head splits off (`models.heads`), mlx-lm's
+    default_loss otherwise; per rank rescaled to the global batch over several ranks."""
+    from mlx_lm.tuner.trainer import default_loss
+
+    if train.pack:
+        return packed_loss
+    if split_head(model) is not None:
+        return partial(target_loss, world_size=train.ranks)
+    return partial(global_batch_loss, world_size=train.ranks) if train.ranks > 1 else default_loss
+
+
 def build_optimizer(train: TrainConfig) -> Any:
     import mlx.optimizers as optim
 
@@ -280,6 +330,19 @@ def build_optimizer(train: TrainConfig) -> Any:
     if train.optimizer == "adamw":
         return optim.AdamW(**adam, weight_decay=train.weight_decay)
     return optim.Adam(**adam)
+
+
+def learning_rate_schedule(train: TrainConfig) -> list[tuple[int, float]]:
+    """(step, learning rate) at each optimizer update of a run with these settings: the
+    run's own optimizer (build_optimizer) stepped through mlx's apply_gradients with nothing
+    to update, so the rates are those training used (mlx-lm reports the same at a report)."""
+    optimizer = build_optimizer(train)
+    every = train.grad_accumulation_steps
+    points = []
+    for update in range(1, math.ceil(train.iters / every) + 1):
+        optimizer.apply_gradients({}, {})
+        points.append((min(update * every, train.iters), optimizer.learning_rate.item()))
+    return points
 
 
 def attach_adapters(model: Any, lora: LoraConfig) -> None:
@@ -414,7 +477,7 @@ def train_adapters(
     train.ranks > 1 every rank of the mx.distributed group calls this; only rank 0 writes."""
     import mlx.core as mx
     from mlx.utils import tree_flatten, tree_unflatten
-    from mlx_lm.tuner.trainer import TrainingArgs, default_loss, train
+    from mlx_lm.tuner.trainer import TrainingArgs, train
 
     tc = config.train
     world = mx.distributed.init()
@@ -425,11 +488,9 @@ def train_adapters(
             "hosts in train.hostfile as train.ranks"
         )
     writer = world.rank() == 0
-    loss = partial(global_batch_loss, world_size=tc.ranks) if tc.ranks > 1 else default_loss
-    if tc.pack:
-        if (reason := packable(model)) is not None:
-            raise TrainingError(f"{reason}: set train.pack: false")
-        loss = packed_loss
+    if tc.pack and (reason := packable(model)) is not None:
+        raise TrainingError(f"{reason}: set train.pack: false")
+    loss = training_loss(model, tc)
     checkpoints, adapters = paths.checkpoints, paths.adapters
     state = {"config": config.model_dump(mode="json"), "config_hash": config.config_hash(),
              "code_version": code_version, "data_hash": data_hash}
@@ -468,7 +529,8 @@ def train_adapters(
                 model=model, optimizer=optimizer, train_dataset=train_set, val_dataset=valid_set,
                 args=args, loss=loss,
                 iterate_batches=partial(resumable_batches, seed=config.seed, start=done,
-                                        pad_to=tc.pad_to_multiple, pack=tc.pack),
+                                        pad_to=tc.pad_to_multiple, pack=tc.pack,
+                                        positions=split_head(model) is not None),
                 training_callback=callback,
             )
         except (MemoryError, RuntimeError) as error:
