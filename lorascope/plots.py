@@ -21,6 +21,11 @@ Row = dict[str, Any]
 
 BASE, TUNED = "#7a8ca3", "#d9641e"
 SIGNIFICANT, NOT_SIGNIFICANT = "#b2182b", "#555555"
+# A significant change the good way (blue, as in the heat maps' RdBu scale, where red is the
+# bad way), and one of a metric without a good direction.
+BETTER, UNDIRECTED = "#2166ac", "#222222"
+ARROWS = {True: " ↑", False: " ↓"}  # higher_is_better -> the good direction after a name
+LEARNING_RATE = "#2b8c4a"
 WIDTH = 8.0
 STYLE = {"svg.fonttype": "none", "svg.hashsalt": "lorascope", "font.size": 9,
          "axes.spines.top": False, "axes.spines.right": False}
@@ -48,6 +53,20 @@ def png_bytes(plot: Callable[..., Figure], *args: Any, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
+def number(value: float | None, signed: bool = False) -> str:
+    """The page's one rule for numbers: 3 significant digits, whole numbers from 1000 up (no
+    exponent), integers as they are; `signed` writes + before positive values."""
+    if value is None:
+        return ""
+    sign = "+" if signed else ""
+    if isinstance(value, int):
+        return f"{value:{sign}d}"
+    value = value + 0.0  # -0.0 -> 0.0
+    if math.isfinite(value) and abs(value) >= 1000:
+        return f"{value:{sign}.0f}"
+    return f"{value:{sign}.3g}"
+
+
 def is_share(row: Row) -> bool:
     """A comparison of proportions (both values in 0..1): its delta is in points of share."""
     values = [row.get("base"), row.get("tuned")]
@@ -70,22 +89,44 @@ def forest_panels(rows: Sequence[Row]) -> list[tuple[str, list[Row]]]:
 
 def forest_label(row: Row) -> str:
     where = f" [{row['slice']}]" if row["slice"] and row["slice"] != "(all)" else ""
-    return f"{row['metric']}{where}  n={row['n']}"
+    return f"{row['metric']}{where}{ARROWS.get(row.get('higher_is_better'), '')}  n={row['n']}"
+
+
+def change_color(row: Row, alpha: float) -> str:
+    """A comparison's colour: grey unless significant after correction; then blue if it moved
+    the good way (`higher_is_better`), red if the bad way, black if it has no good way."""
+    if row["p_adjusted"] is None or row["p_adjusted"] >= alpha:
+        return NOT_SIGNIFICANT
+    better = row.get("higher_is_better")
+    if better is None or not row["delta"]:
+        return UNDIRECTED
+    return BETTER if (row["delta"] > 0) == better else SIGNIFICANT
+
+
+def panel_direction(members: Sequence[Row]) -> str:
+    """A panel's good direction when all its rows share one, for its title."""
+    directions = {row.get("higher_is_better") for row in members}
+    if directions == {True}:
+        return " · higher is better ↑"
+    if directions == {False}:
+        return " · lower is better ↓"
+    return " · ↑/↓ per row" if directions - {None} else ""
 
 
 def forest_plot(rows: Sequence[Row], alpha: float) -> Figure:
-    """Base-vs-tuned deltas with their intervals, one panel per family (and unit); a filled
-    red point is significant after the evaluation's correction (p_adjusted < alpha)."""
+    """Base-vs-tuned deltas with their intervals, one panel per family (and unit). Names end
+    in the good direction (↑/↓, from `higher_is_better`); a filled point is significant after
+    the evaluation's correction (p_adjusted < alpha): blue the better way, red the worse."""
     panels = forest_panels(rows)
     heights = [len(members) + 1.2 for _, members in panels]
-    figure = new_figure(0.22 * sum(heights) + 0.6)
+    figure = new_figure(0.22 * sum(heights) + 0.9)
     axes = figure.subplots(len(heights), 1, gridspec_kw={"height_ratios": heights},
                            squeeze=False)[:, 0]
     for ax, (title, members) in zip(axes, panels, strict=True):
         y = list(range(len(members)))[::-1]
         for position, row in zip(y, members, strict=True):
             significant = row["p_adjusted"] is not None and row["p_adjusted"] < alpha
-            color = SIGNIFICANT if significant else NOT_SIGNIFICANT
+            color = change_color(row, alpha)
             if row["ci_low"] is not None and row["ci_high"] is not None:
                 ax.plot([row["ci_low"], row["ci_high"]], [position] * 2, color=color, lw=1.5)
             ax.plot(row["delta"], position, "o", color=color, ms=5,
@@ -93,10 +134,12 @@ def forest_plot(rows: Sequence[Row], alpha: float) -> Figure:
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(y, [forest_label(row) for row in members])
         ax.set_ylim(-0.7, len(members) - 0.3)
-        ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
+        ax.set_title(title + panel_direction(members), loc="left", fontsize=9,
+                     fontweight="bold")
         ax.tick_params(axis="y", length=0)
-    axes[-1].set_xlabel(f"tuned − base, with its {_confidence(rows)} interval "
-                        f"(filled red: adjusted p < {alpha:g})")
+    axes[-1].set_xlabel(f"tuned − base, with its {_confidence(rows)} interval; ↑/↓: higher/"
+                        f"lower is better\nfilled: adjusted p < {alpha:g}; blue: better, red: "
+                        "worse, black: no better way")
     return figure
 
 
@@ -105,38 +148,55 @@ def _confidence(rows: Sequence[Row]) -> str:
     return f"{levels.pop():.0%}" if len(levels) == 1 else "stated"
 
 
-def training_plot(rows: Sequence[Row]) -> Figure:
-    """Train and validation loss per step, and the learning rate at each report."""
-    figure = new_figure(3.0)
-    ax = figure.subplots()
+def training_plot(rows: Sequence[Row],
+                  schedule: Sequence[tuple[int, float]] | None = None) -> Figure:
+    """Train and validation loss per step; below, on the same steps, the learning rate:
+    `schedule` (step, rate) as a line where given, and the rate reported at each train
+    report (train_metrics) as points."""
+    figure = new_figure(4.2)
+    ax, lr_ax = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
     for split, style in (("train", "-o"), ("valid", "--s")):
         points = [(r["step"], r["loss"]) for r in rows if r["split"] == split and r["loss"]]
         if points:
             ax.plot(*zip(*points, strict=True), style, ms=3, label=f"{split} loss")
-    ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    rates = [(r["step"], r["learning_rate"]) for r in rows if r["learning_rate"] is not None]
-    handles, labels = ax.get_legend_handles_labels()
-    if rates:
-        lr_ax = ax.twinx()
-        lr_ax.plot(*zip(*rates, strict=True), ":", color="#2b8c4a", marker=".",
-                   label="learning rate")
-        lr_ax.set_ylabel("learning rate")
-        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-        more_handles, more_labels = lr_ax.get_legend_handles_labels()
-        handles, labels = handles + more_handles, labels + more_labels
-    ax.legend(handles, labels, loc="upper right", frameon=False)
+    ax.legend(loc="upper right", frameon=False)
+    if schedule:
+        lr_ax.plot(*zip(*schedule, strict=True), "-", color=LEARNING_RATE, lw=1.2,
+                   label="schedule (config)")
+    reported = [(r["step"], r["learning_rate"]) for r in rows
+                if r["split"] == "train" and r["learning_rate"] is not None]
+    if reported:
+        lr_ax.plot(*zip(*reported, strict=True), "o", color=LEARNING_RATE, ms=4,
+                   mfc="white", label="reported (train_metrics)")
+    lr_ax.set_xlabel("step")
+    lr_ax.set_ylabel("learning rate")
+    lr_ax.set_ylim(bottom=0)
+    lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    if schedule or reported:
+        lr_ax.legend(loc="upper right", frameon=False)
     return figure
 
 
 def paired_bars(ax: Any, labels: Sequence[str], base: Sequence[float],
                 tuned: Sequence[float]) -> None:
+    """Base and tuned rates (0..1) as horizontal bar pairs, each bar's value written at its
+    end, so a rate of 0, which draws no bar, still reads as 0 rather than as missing."""
     positions = range(len(labels))
-    ax.barh([p + 0.2 for p in positions], base, 0.4, color=BASE, label="base")
-    ax.barh([p - 0.2 for p in positions], tuned, 0.4, color=TUNED, label="tuned")
+    for offset, values, color, name in ((0.2, base, BASE, "base"), (-0.2, tuned, TUNED, "tuned")):
+        ax.barh([p + offset for p in positions], [v or 0 for v in values], 0.4, color=color,
+                label=name)
+        for position, value in zip(positions, values, strict=True):
+            if value is None:
+                continue
+            inside = value > 0.85  # near the axis' end, inside the bar
+            ax.text(value - 0.01 if inside else value + 0.01, position + offset, number(value),
+                    ha="right" if inside else "left", va="center", fontsize=6.5,
+                    color="white" if inside else "#333333")
     ax.set_yticks(list(positions), labels)
     ax.invert_yaxis()
     ax.tick_params(axis="y", length=0)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=2, frameon=False)
 
 
 def instruction_plot(rows: Sequence[Row]) -> Figure:
@@ -147,11 +207,10 @@ def instruction_plot(rows: Sequence[Row]) -> Figure:
     labels = [f"{r['family']}: {r['instruction_type']}" for r in rows]
     paired_bars(ax, labels, [r["base_acc"] for r in rows], [r["tuned_acc"] for r in rows])
     for position, row in enumerate(rows):
-        ax.text(1.02, position, f"Δ {_signed(row['delta'])} {_interval(row)}  n={row['n']}",
+        ax.text(1.02, position, f"Δ {_signed(row['delta'])} {interval(row)}  n={row['n']}",
                 va="center", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_xlim(0, 1)
     ax.set_xlabel("instructions followed (strict)")
-    ax.legend(loc="lower right", frameon=False)
     return figure
 
 
@@ -162,32 +221,42 @@ def failure_plot(rows: Sequence[Row]) -> Figure:
     paired_bars(ax, [r["mode"] for r in rows], [r["base_rate"] for r in rows],
                 [r["tuned_rate"] for r in rows])
     for position, row in enumerate(rows):
-        ax.text(1.02, position, f"Δ {_signed(row['delta'])} {_interval(row)}  n={row['n']}",
+        ax.text(1.02, position, f"Δ {_signed(row['delta'])} {interval(row)}  n={row['n']}",
                 va="center", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of answers with the failure")
-    ax.legend(loc="lower right", frameon=False)
     return figure
 
 
-def failure_category_heatmap(rows: Sequence[Row]) -> Figure:
+def category_label(category: str, domain: str | None) -> str:
+    """A prompt category named as the rest of the report names its slice, the domain first:
+    `in_domain (science_qa)`; a category that is its own domain keeps its name."""
+    return f"{domain} ({category})" if domain and domain != category else category
+
+
+def failure_category_heatmap(rows: Sequence[Row],
+                             domains: dict[str, str] | None = None) -> Figure:
     """Change in the share of answers showing each failure mode (tuned − base), per prompt
-    category: red where tuning added failures, blue where it removed them, grey where
-    neither model showed it."""
+    category (rows, named with their domain from `domains`, category -> domain, and in its
+    order): red where tuning added failures, blue where it removed them, grey where neither
+    model showed it."""
+    domains = domains or {}
     modes = list(dict.fromkeys(r["mode"] for r in rows))
-    categories = sorted({r["category"] for r in rows})
-    grid = [[math.nan] * len(categories) for _ in modes]
+    categories = sorted({r["category"] for r in rows},
+                        key=lambda c: (domains.get(c, ""), c))
+    grid = [[math.nan] * len(modes) for _ in categories]
     for r in rows:
-        grid[modes.index(r["mode"])][categories.index(r["category"])] = (
+        grid[categories.index(r["category"])][modes.index(r["mode"])] = (
             r["tuned_rate"] - r["base_rate"])
-    figure = new_figure(0.35 * len(modes) + 2.2)
+    figure = new_figure(0.26 * len(categories) + 1.4)
     ax = figure.subplots()
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#e6e6e6")
     image = ax.imshow(grid, aspect="auto", cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
-    ax.set_yticks(range(len(modes)), modes)
-    ax.set_xticks(range(len(categories)), [f"{c} (n={_category_n(rows, c)})"
-                                            for c in categories],
-                  rotation=35, ha="right", fontsize=7)
+    ax.set_xticks(range(len(modes)), modes, rotation=20, ha="left", fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(categories)),
+                  [f"{category_label(c, domains.get(c))}  n={_category_n(rows, c)}"
+                   for c in categories], fontsize=7)
     figure.colorbar(image, ax=ax, label="tuned − base share")
     return figure
 
@@ -203,11 +272,63 @@ def capability_plot(rows: Sequence[Row]) -> Figure:
     paired_bars(ax, [f"{r['task']} {r['metric']}" for r in rows],
                 [r["base_acc"] for r in rows], [r["tuned_acc"] for r in rows])
     for position, row in enumerate(rows):
-        ax.text(1.02, position, f"Δ {_signed(row['delta'])} {_interval(row)}  n={row['n']}",
+        ax.text(1.02, position, f"Δ {_signed(row['delta'])} {interval(row)}  n={row['n']}",
                 va="center", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_xlim(0, 1)
     ax.set_xlabel("accuracy")
-    ax.legend(loc="lower right", frameon=False)
+    return figure
+
+
+def behaviour_plot(rows: Sequence[Row], alpha: float) -> Figure:
+    """A behaviour family's rates per prompt set and metric: base vs tuned on the left, the
+    change with its interval on the right (filled: adjusted p < alpha; red: a significant
+    change the metric's bad way, the view's `worse`). Labels carry the good direction."""
+    figure = new_figure(0.42 * len(rows) + 1.0)
+    rates, changes = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    arrows = {"higher": " ↑", "lower": " ↓"}
+    labels = [f"{r['prompt_set']}: {r['metric']}{arrows.get(r['better'], '')}  n={r['n']}"
+              for r in rows]
+    paired_bars(rates, labels, [r["base"] for r in rows], [r["tuned"] for r in rows])
+    rates.set_xlim(0, 1)
+    rates.set_xlabel("rate")
+    for position, row in enumerate(rows):
+        if row["delta"] is None:
+            continue
+        significant = row["p_adjusted"] is not None and row["p_adjusted"] < alpha
+        color = SIGNIFICANT if row["worse"] else NOT_SIGNIFICANT
+        if row["ci_low"] is not None and row["ci_high"] is not None:
+            changes.plot([row["ci_low"], row["ci_high"]], [position] * 2, color=color, lw=1.5)
+        changes.plot(row["delta"], position, "o", color=color, ms=5,
+                     mfc=color if significant else "white")
+    changes.axvline(0, color="black", lw=0.8)
+    changes.set_xlim(-1, 1)
+    changes.set_xlabel(f"tuned − base, interval\n(filled: adjusted p < {alpha:g}; red: worse)")
+    changes.tick_params(axis="y", length=0)
+    return figure
+
+
+def gate_plot(rows: Sequence[Row]) -> Figure:
+    """The regression gate's comparisons as a change in the good direction (the delta, its
+    sign turned where lower is better) with the interval; the dashed line is the allowed
+    drop, red points failed the gate."""
+    figure = new_figure(0.32 * len(rows) + 1.0)
+    ax = figure.subplots()
+    y = list(range(len(rows)))[::-1]
+    for position, row in zip(y, rows, strict=True):
+        sign = -1 if row["higher_is_better"] is False else 1
+        color = SIGNIFICANT if row["failed"] else NOT_SIGNIFICANT
+        if row["ci_low"] is not None and row["ci_high"] is not None:
+            ax.plot([sign * row["ci_low"], sign * row["ci_high"]], [position] * 2, color=color,
+                    lw=1.5)
+        ax.plot(sign * row["delta"], position, "o", color=color, ms=5,
+                mfc=color if row["failed"] else "white")
+        ax.plot(-row["max_drop"], position, "|", color="black", ms=10)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [f"{r['family']} {r['metric']} [{r['slice']}]" for r in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlabel("change in the good direction, with its interval (|: the allowed drop; "
+                  "red: failed)")
     return figure
 
 
@@ -231,8 +352,10 @@ def reliability_plot(rows: Sequence[Row]) -> Figure:
     return figure
 
 
-def attention_heatmap(rows: Sequence[Row]) -> Figure:
-    """Mean Jensen-Shannon divergence between base and tuned attention per layer and head."""
+def attention_heatmap(rows: Sequence[Row], adapted: Sequence[int] = ()) -> Figure:
+    """Mean Jensen-Shannon divergence between base and tuned attention per layer and head;
+    the layers with adapters (`adapted`) have their numbers in the tuned colour, below a
+    dashed line where they start."""
     layers = sorted({r["layer"] for r in rows})
     heads = sorted({r["head"] for r in rows})
     grid = [[math.nan] * len(heads) for _ in layers]
@@ -243,15 +366,22 @@ def attention_heatmap(rows: Sequence[Row]) -> Figure:
     image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest", vmin=0)
     ax.set_yticks(range(len(layers)), layers, fontsize=7)
     ax.set_xticks(range(len(heads)), heads, fontsize=7)
-    ax.set(xlabel="head", ylabel="layer")
+    ax.set(xlabel="head", ylabel="layer (orange: with adapters)" if adapted else "layer")
+    for label, layer in zip(ax.get_yticklabels(), layers, strict=True):
+        if layer in adapted:
+            label.set(color=TUNED, fontweight="bold")
+    first = min((layers.index(layer) for layer in adapted if layer in layers), default=0)
+    if first > 0:
+        ax.axhline(first - 0.5, color="white", lw=1.2, ls="--")
     figure.colorbar(image, ax=ax, label="JS divergence (nats)")
     return figure
 
 
 def experiment_plot(rows: Sequence[Row], parameter: str) -> Figure:
     """Each comparison's delta against the swept value, with its interval: one small panel
-    per (kind, subject, metric), members in sweep order."""
+    per (kind, subject, metric), members in sweep order; titles leave out a kind all share."""
     keys = list(dict.fromkeys((r["kind"], r["subject"], r["metric"]) for r in rows))
+    shared_kind = len({key[0] for key in keys}) == 1
     values = list(dict.fromkeys(r["value"] for r in rows))
     columns = min(3, len(keys)) or 1
     lines = math.ceil(len(keys) / columns) or 1
@@ -267,7 +397,8 @@ def experiment_plot(rows: Sequence[Row], parameter: str) -> Figure:
                     capsize=3, color=TUNED)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(values)), values, fontsize=7)
-        ax.set_title(" · ".join(k for k in key if k and k != "(all)"), fontsize=8)
+        shown = key[1:] if shared_kind else key
+        ax.set_title(" · ".join(k for k in shown if k and k != "(all)"), fontsize=8)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
     figure.supxlabel(parameter, fontsize=9)
@@ -309,10 +440,11 @@ def transfer_plot(rows: Sequence[Row], domains: Sequence[str]) -> Figure:
 
 
 def _signed(value: float | None) -> str:
-    return "" if value is None else f"{value:+.3g}"
+    return number(value, signed=True)
 
 
-def _interval(row: Row) -> str:
+def interval(row: Row) -> str:
+    """A row's interval (ci_low, ci_high) as `[-0.1, +0.2]`; "" without one."""
     if row.get("ci_low") is None or row.get("ci_high") is None:
         return ""
-    return f"[{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
+    return f"[{number(row['ci_low'], True)}, {number(row['ci_high'], True)}]"

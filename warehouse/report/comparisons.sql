@@ -1,5 +1,6 @@
 -- Every base-vs-tuned comparison of the evaluation, by family: the HTML report's forest plot
--- and limitations read these rows (a new family appears here as soon as it is compared).
+-- and limitations read these rows (a new family appears here as soon as it is compared);
+-- higher_is_better gives each its good direction (null: none).
 select
     family,
     metric,
@@ -17,7 +18,8 @@ select
     p_value,
     p_adjusted,
     correction,
-    mde
+    mde,
+    higher_is_better
 from comparisons
 where evaluation_id = $evaluation_id
 order by family, metric, slice

@@ -7,7 +7,10 @@
 -- (weight, 0 or 1), the expected calibration error over items; otherwise the mean of the
 -- values, pass/fail when all are 0 or 1.
 -- eval_set and item_id name the item for the contamination check; higher_is_better the
--- metric's good direction where it has one (the gate reads it).
+-- metric's good direction where it has one (the gate and the report read it): passing goal
+-- checks, reference scores, instructions followed, capability and judge wins are better
+-- higher; failure modes, calibration error, perplexity and losses lower; answer length (goal
+-- `words`) has none; the behaviour checkers declare their own.
 create or replace view paired_items as
 
 with
@@ -69,7 +72,8 @@ goal as (
         paired_scores.base_value,
         paired_scores.tuned_value,
         1.0 as base_weight,
-        1.0 as tuned_weight
+        1.0 as tuned_weight,
+        paired_scores.metric <> 'words' or null as higher_is_better
     from paired_scores
     left join prompts
         on paired_scores.evaluation_id = prompts.evaluation_id
@@ -188,7 +192,8 @@ calibration as (
         case when metric.name = 'brier' then 1.0 else base.correct::double end
             as base_weight,
         case when metric.name = 'brier' then 1.0 else tuned.correct::double end
-            as tuned_weight
+            as tuned_weight,
+        false as higher_is_better
     from calibration_items as base
     inner join calibration_items as tuned
         on base.evaluation_id = tuned.evaluation_id
@@ -229,7 +234,8 @@ failure_mode as (
         'mean' as kind,
         answered.prompt_id as item_id,
         (count(*) filter (where failures.variant = 'base') > 0)::integer as base_value,
-        (count(*) filter (where failures.variant = 'tuned') > 0)::integer as tuned_value
+        (count(*) filter (where failures.variant = 'tuned') > 0)::integer as tuned_value,
+        false as higher_is_better
     from answered
     inner join modes
         on answered.evaluation_id = modes.evaluation_id
@@ -253,7 +259,8 @@ perplexity as (
         base.nll as base_value,
         tuned.nll as tuned_value,
         base.tokens::double as base_weight,
-        tuned.tokens::double as tuned_weight
+        tuned.tokens::double as tuned_weight,
+        false as higher_is_better
     from perplexity_items as base
     inner join perplexity_items as tuned
         on base.evaluation_id = tuned.evaluation_id
@@ -281,7 +288,8 @@ heldout_loss as (
         case when metric.name = 'test_loss' then base.tokens else base.answer_tokens end::double
             as base_weight,
         case when metric.name = 'test_loss' then tuned.tokens else tuned.answer_tokens end::double
-            as tuned_weight
+            as tuned_weight,
+        false as higher_is_better
     from test_losses as base
     inner join test_losses as tuned
         on base.evaluation_id = tuned.evaluation_id
@@ -303,7 +311,8 @@ judge as (
         'mean' as kind,
         prompt_id as item_id,
         (outcome = 'base')::integer as base_value,
-        (outcome = 'tuned')::integer as tuned_value
+        (outcome = 'tuned')::integer as tuned_value,
+        true as higher_is_better
     from judge_outcomes
     where outcome <> 'unparsed'
 ),
@@ -338,7 +347,8 @@ select
     instruction_following.* exclude (prompt_id),
     prompts.source as eval_set,
     1.0 as base_weight,
-    1.0 as tuned_weight
+    1.0 as tuned_weight,
+    true as higher_is_better
 from instruction_following
 left join prompts
     on instruction_following.evaluation_id = prompts.evaluation_id
