@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from lorascope.cli import main
@@ -220,7 +222,7 @@ def test_plan_command_prints_memory_speed_and_energy_for_a_hub_model_offline(
     out = capsys.readouterr().out
     assert code == 0
     for label in ("peak memory", "weights", "activations", "tokens per step   512",
-                  "Apple M2 Ultra", "time for run", "kWh"):
+                  "Apple M2 Ultra", "time for run", "kWh", "every position a loss target"):
         assert label in out
 
 
@@ -236,9 +238,9 @@ def test_the_m4_chips_rank_by_their_published_compute_and_bandwidth() -> None:
 
 
 # The benchmark's shapes (bench/train_throughput.py): batch 4 x 64 tokens, rank 8, all layers.
-SMOLLM2 = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-           "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
-           "tie_word_embeddings": True, "torch_dtype": "float32"}
+SMOLLM2 = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536,
+           "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+           "vocab_size": 49152, "tie_word_embeddings": True, "torch_dtype": "float32"}
 MISTRAL_ONE_BLOCK = {**KNOWN_CONFIGS["mistralai/Mistral-7B-v0.1"], "num_hidden_layers": 1,
                      "torch_dtype": "float32"}
 
@@ -337,3 +339,189 @@ def test_plan_refuses_calibrate_with_another_machines_hardware(
     qlora = str(ROOT / "configs" / "mistral-7b-qlora.yaml")
     assert main(["plan", qlora, "--no-data", "--calibrate", "--hardware", "m4"]) == 2
     assert "leave out --hardware" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- batching (padding, packing)
+
+
+def long_tailed_examples(count: int = 90, seed: int = 0) -> list[tuple[list[int], int]]:
+    """(token ids, prompt offset) of lengths 10 to 400: a few longer than max_seq_length."""
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(4.2, 0.7, count), 10, 400).astype(int)
+    return [(rng.integers(1, 500, n).tolist(), int(n) // 3) for n in lengths]
+
+
+@pytest.mark.parametrize("train", [{}, {"pad_to_multiple": 32}, {"pack": True}],
+                         ids=["padded-to-8", "padded-to-32", "packed"])
+def test_planned_tokens_per_step_are_those_of_the_batches_the_trainer_builds(
+    train: dict,
+) -> None:
+    from lorascope.training.trainer import resumable_batches
+
+    config = parse_config({"seed": 3, "data": {"max_seq_length": 256},
+                           "train": {"batch_size": 4, **train}})
+    tc, examples = config.train, long_tailed_examples()
+    lengths = [len(ids) for ids, _ in examples]
+    plan = plan_run(dims_from_config(SMOLLM2), config, HARDWARE["linux-cpu-2core"],
+                    DataStats(len(lengths), float(np.mean(lengths)), max(lengths),
+                              tuple(lengths)))
+    epoch = list(islice(resumable_batches(examples, tc.batch_size, 256, loop=True, seed=3,
+                                          pad_to=tc.pad_to_multiple, pack=tc.pack),
+                        plan.steps_per_epoch))
+    # the model reads each row but its last column; real: the examples' own tokens
+    computed = sum(tokens.shape[0] * (tokens.shape[1] - 1) for tokens, *_ in epoch)
+    real = sum(int((rest[0] >= 0).sum() if tc.pack else rest[0][:, 1].sum())
+               for _, *rest in epoch)
+    assert (plan.tokens_per_step * plan.steps_per_epoch, plan.real_tokens_per_step
+            * plan.steps_per_epoch, plan.sequence_length) == (
+        pytest.approx(computed), pytest.approx(real), max(t.shape[1] for t, *_ in epoch))
+
+
+@pytest.fixture(scope="module")
+def sciq_stats(tiny_mistral_dir: Path) -> DataStats:
+    """The built-in SciQ split as `lorascope plan` reads it for tiny-mistral."""
+    from lorascope.training.planner import data_stats_for
+
+    config = parse_config({"model": {"source": "tiny-mistral"},
+                           "data": {"source": "builtin:sciq-format", "max_seq_length": 256}})
+    stats = data_stats_for(config, tiny_mistral_dir.parent.parent)
+    assert stats is not None
+    return stats
+
+
+def test_the_plan_reads_the_training_split_the_run_prepares_and_trains_on(
+    sciq_stats: DataStats, tiny_mistral_dir: Path, tokenizer: Any, tmp_path: Path,
+) -> None:
+    from lorascope.data.builtin import resolve_data_source
+    from lorascope.data.prepare import prepare_data
+    from lorascope.data.sources import load_splits
+    from lorascope.training.trainer import tokenize_examples
+
+    config = parse_config({"data": {"source": "builtin:sciq-format", "max_seq_length": 256}})
+    location = resolve_data_source(config.data.source, tiny_mistral_dir.parent.parent)
+    prepare_data(config.data, location, tmp_path / "data", tiny_mistral_dir, None,
+                 log=lambda _: None)
+    trained = tokenize_examples(load_splits(tmp_path / "data")["train"], tokenizer, True)
+    assert sciq_stats.lengths == tuple(len(ids) for ids, _ in trained)
+
+
+def test_a_packed_plan_takes_fewer_steps_an_epoch_at_a_higher_real_token_rate(
+    sciq_stats: DataStats,
+) -> None:
+    # mlx-lm's padding (1 + k x 32) against packed rows, on the same data and machine (against
+    # padding to 8 the planner has packing slower on this narrow model: docs/training.md)
+    plans = {pack: plan_run(dims_from_config(SMOLLM2), parse_config(
+        {"data": {"max_seq_length": 256},
+         "train": {"batch_size": 4, "pad_to_multiple": 32, "pack": pack}}),
+        HARDWARE["linux-cpu-2core"], sciq_stats) for pack in (False, True)}
+    unpacked, packed = plans[False], plans[True]
+    assert packed.steps_per_epoch < unpacked.steps_per_epoch
+    assert unpacked.examples_per_step == 4 and packed.examples_per_step > 6
+    assert packed.real_tokens_per_second > unpacked.real_tokens_per_second
+
+
+def test_the_plan_command_prints_real_and_computed_rates_and_examples_per_step(
+    tiny_mistral_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import yaml
+
+    monkeypatch.setenv("LORASCOPE_HOME", str(tiny_mistral_dir.parent.parent))
+    config = tmp_path / "packed.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "packed", "model": {"source": "tiny-mistral"},
+        "data": {"source": "builtin:sciq-format", "max_seq_length": 256},
+        "train": {"batch_size": 4, "pack": True}}))
+    assert main(["plan", str(config), "--hardware", "linux-cpu-2core"]) == 0
+    out = capsys.readouterr().out
+    for label in ("computed, ", " real (", "loss targets      ", "examples per step ",
+                  "(4 rows, packed)",
+                  " real tok/s, ", " computed tok/s on ", "time per step     "):
+        assert label in out, label
+
+
+# ---------------------------------------------------------------- the output head
+
+
+def stats_of(examples: list[tuple[list[int], int]]) -> DataStats:
+    lengths = [len(ids) for ids, _ in examples]
+    return DataStats(len(lengths), float(np.mean(lengths)), max(lengths), tuple(lengths),
+                     tuple(offset for _, offset in examples))
+
+
+@pytest.mark.parametrize("train", [{}, {"pad_to_multiple": 32}, {"pack": True}],
+                         ids=["padded-to-8", "padded-to-32", "packed"])
+def test_planned_loss_targets_and_head_positions_are_those_the_trainer_gathers(
+    train: dict,
+) -> None:
+    from lorascope.training.trainer import resumable_batches
+
+    config = parse_config({"seed": 3, "data": {"max_seq_length": 256},
+                           "train": {"batch_size": 4, **train}})
+    tc, examples = config.train, long_tailed_examples()
+    plan = plan_run(dims_from_config(SMOLLM2), config, HARDWARE["linux-cpu-2core"],
+                    stats_of(examples))
+    steps = plan.steps_per_epoch
+    epoch = list(islice(resumable_batches(examples, tc.batch_size, 256, loop=True, seed=3,
+                                          pad_to=tc.pad_to_multiple, pack=tc.pack,
+                                          positions=True), steps))
+    # positions past the batch's computed ones are the bucket's padding
+    counted = sum(int((positions < tokens.shape[0] * (tokens.shape[1] - 1)).sum())
+                  for tokens, _, positions in epoch)
+    gathered = sum(positions.shape[0] for *_, positions in epoch)
+    assert (plan.targets_per_step * steps, plan.head_tokens_per_step * steps) == (
+        pytest.approx(counted), pytest.approx(gathered))
+
+
+def test_without_prompt_masking_the_planned_step_is_slower_on_the_same_batches(
+    sciq_stats: DataStats,
+) -> None:
+    plans = {mask: plan_run(dims_from_config(SMOLLM2), parse_config(
+        {"data": {"max_seq_length": 256}, "train": {"batch_size": 4, "mask_prompt": mask}}),
+        HARDWARE["linux-cpu-2core"], sciq_stats) for mask in (True, False)}
+    masked, unmasked = plans[True], plans[False]
+    assert masked.tokens_per_step == unmasked.tokens_per_step
+    assert masked.targets_per_step < 0.6 * unmasked.targets_per_step
+    assert unmasked.seconds_per_step > 1.1 * masked.seconds_per_step
+
+
+@pytest.mark.parametrize(("model_type", "splits"), [
+    ("llama", True), ("mistral", True), ("qwen3", True), ("gemma", False), ("phi3", False),
+])
+def test_model_code_that_keeps_its_head_whole_is_planned_with_the_head_at_every_position(
+    model_type: str, splits: bool,
+) -> None:
+    config = parse_config({"data": {"max_seq_length": 256}, "train": {"batch_size": 4}})
+    plan = plan_run(dims_from_config({**SMOLLM2, "model_type": model_type}), config,
+                    HARDWARE["linux-cpu-2core"], stats_of(long_tailed_examples()))
+    if splits:
+        assert plan.head_tokens_per_step < 0.9 * plan.tokens_per_step
+    else:
+        assert plan.head_tokens_per_step == plan.tokens_per_step
+
+
+def test_the_planner_splits_the_head_where_the_loaded_model_splits_it(
+    tiny_mistral_dir: Path, tiny_config_json: dict,
+) -> None:
+    from lorascope.models.heads import split_head
+    from lorascope.models.loader import load_model
+    from lorascope.training.planner import head_splits, model_code
+
+    model, _ = load_model(tiny_mistral_dir)
+    dims = dims_from_config(tiny_config_json)
+    assert model_code(dims) == type(model).__module__
+    assert head_splits(dims) == (split_head(model) is not None)
+
+
+def test_a_packed_plan_on_model_code_that_cannot_pack_is_refused_as_training_refuses_it(
+) -> None:
+    from lorascope.training.batching import packable_code
+    from lorascope.training.trainer import TrainingError
+
+    config = parse_config({"train": {"batch_size": 4, "pack": True}})
+    reason = packable_code("mlx_lm.models.qwen2")
+    assert reason is not None
+    with pytest.raises(TrainingError) as refused:
+        plan_run(dims_from_config({**SMOLLM2, "model_type": "qwen2"}), config,
+                 HARDWARE["linux-cpu-2core"], stats_of(long_tailed_examples()))
+    assert str(refused.value) == f"{reason}: set train.pack: false"

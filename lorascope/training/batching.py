@@ -61,15 +61,22 @@ class PackedRows:
         return self.mask & (steps[:, None] < steps[None] + window_size)
 
 
+def packable_code(module: str) -> str | None:
+    """Why model code in mlx-lm module `module` cannot train on packed rows, or None if it
+    can (`packable` checks a loaded model; `lorascope plan` a config's model_type)."""
+    if module != "mlx_lm.models.llama":
+        return (f"train.pack needs mlx-lm's Llama/Mistral model code (this model is "
+                f"{module}), whose attention takes its mask and positions from the cache")
+    return None
+
+
 def packable(model: Any) -> str | None:
     """Why `model` cannot train on packed rows, or None if it can."""
     import mlx.nn as nn
     from mlx_lm.models.rope_utils import Llama3RoPE
 
-    module = type(model).__module__
-    if module != "mlx_lm.models.llama":
-        return (f"train.pack needs mlx-lm's Llama/Mistral model code (this model is "
-                f"{module}), whose attention takes its mask and positions from the cache")
+    if (reason := packable_code(type(model).__module__)) is not None:
+        return reason
     rope = model.layers[0].self_attn.rope
     if not isinstance(rope, nn.RoPE | Llama3RoPE):
         return (f"train.pack needs a RoPE whose rotation depends only on distance; this "

@@ -10,11 +10,18 @@ tests/test_planner.py. Time per step is a roofline over the matrix products (FLO
 hardware's matmul rate, or the weights streamed at its memory bandwidth, whichever is slower)
 plus the elementwise work (exp, sigmoid, ... per activation value), which on MLX's CPU backend
 is scalar and costs as much as the matrix products of a narrow model (docs/training.md).
+With the training data, the plan builds the epoch's batches as the trainer does (padded to
+train.pad_to_multiple, or packed rows) and costs each step on its own batch: the positions it
+computes, padding included, at its width, and the output head (vocabulary projection and
+log-softmax) only at the targets the loss counts where the model's code lets the loss compute
+logits there alone (`models.heads`), at every computed position otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from lorascope.config import LoraConfig, RunConfig
@@ -43,6 +50,7 @@ class ModelDims:
     vocab: int
     tied_embeddings: bool
     dtype_bytes: int
+    model_type: str = ""  # config.json's: which of mlx-lm's model modules runs the model
 
     @property
     def block_linears(self) -> dict[str, tuple[int, int]]:
@@ -75,12 +83,30 @@ def dims_from_config(config: dict[str, Any]) -> ModelDims:
         head_dim=config.get("head_dim") or config["hidden_size"] // heads,
         vocab=config["vocab_size"], tied_embeddings=bool(config.get("tie_word_embeddings")),
         dtype_bytes=DTYPE_BYTES.get(config.get("torch_dtype", "float32"), 4),
+        model_type=config.get("model_type", ""),
     )
 
 
-_MISTRAL_7B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-               "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-               "vocab_size": 32000, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+def model_code(dims: ModelDims) -> str:
+    """The mlx-lm module whose code runs the model: its model_type through mlx-lm's
+    MODEL_REMAPPING, as `mlx_lm.load` picks it."""
+    from mlx_lm.utils import MODEL_REMAPPING
+
+    return f"mlx_lm.models.{MODEL_REMAPPING.get(dims.model_type, dims.model_type)}"
+
+
+def head_splits(dims: ModelDims) -> bool:
+    """Whether training computes the output head only at the targets the loss counts: the
+    model code is one whose head `models.heads.split_head` splits off."""
+    from lorascope.models.heads import SPLIT_HEAD_MODULES
+
+    return model_code(dims) in SPLIT_HEAD_MODULES
+
+
+_MISTRAL_7B = {"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
+               "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+               "head_dim": 128, "vocab_size": 32000, "tie_word_embeddings": False,
+               "torch_dtype": "bfloat16"}
 # For Hub ids that are not on this machine (their config.json would need the network).
 KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
     "mistralai/Mistral-7B-v0.1": _MISTRAL_7B,
@@ -158,10 +184,32 @@ HARDWARE = {
 
 @dataclass(frozen=True)
 class DataStats:
-    """What the planner needs to know about the training split, in tokens."""
+    """What the planner needs to know about the training split, in tokens. With `lengths`
+    (each example's tokens) the plan builds the epoch's batches as the trainer does
+    (`epoch_batches`); without, it takes every step as `batch_size` mean-length rows.
+    `offsets`: where each example's answer starts (`trainer.tokenize_examples` with
+    mask_prompt; 0 for text rows), which the loss counts from under train.mask_prompt; none
+    given, every token is counted."""
     examples: int
     mean_tokens: float
     longest_tokens: int
+    lengths: tuple[int, ...] = ()
+    offsets: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch as the trainer builds it."""
+    rows: int
+    width: int  # tokens per row: 1 + a multiple of train.pad_to_multiple (or max_seq_length)
+    examples: int
+    real_tokens: int  # the examples' own tokens (truncated to max_seq_length), no padding
+    targets: int  # the targets the loss counts (`counted_targets` of each example)
+
+    @property
+    def computed_tokens(self) -> int:
+        """Positions the model reads: each row less its last column, a target only."""
+        return self.rows * (self.width - 1)
 
 
 @dataclass(frozen=True)
@@ -169,8 +217,8 @@ class Plan:
     trainable_parameters: int
     total_parameters: int
     memory_gb: dict[str, float]
-    sequence_length: int
-    tokens_per_step: float
+    sequence_length: int  # of the batch at the peak memory
+    tokens_per_step: float  # computed (padding included): what the per-token costs multiply
     steps_per_epoch: int | None
     flops_per_token: float
     elementwise_per_token: float
@@ -182,6 +230,18 @@ class Plan:
     hardware: Hardware
     quantize_peak_gb: float | None = None
     notes: list[str] = field(default_factory=list)
+    # From the epoch's batches (data with lengths); otherwise real = computed tokens.
+    real_tokens_per_step: float | None = None
+    examples_per_step: float | None = None
+    seconds_per_step: float | None = None
+    targets_per_step: float | None = None  # what the loss counts
+    head_tokens_per_step: float | None = None  # where the output head runs (see head_tokens)
+    model_code: str | None = None  # the mlx-lm module, which decides where the head runs
+
+    @property
+    def real_tokens_per_second(self) -> float:
+        real = self.real_tokens_per_step or self.tokens_per_step
+        return self.tokens_per_second * real / self.tokens_per_step
 
     @property
     def peak_memory_gb(self) -> float:
@@ -246,8 +306,10 @@ def trained_state_bytes(dims: ModelDims, lora: LoraConfig,
 
 
 def memory_breakdown(dims: ModelDims, config: RunConfig, sequence: int,
-                     mixed_precision: bool = False) -> dict[str, float]:
-    """Peak memory of one training step on `batch_size` rows of `sequence` tokens, in GB."""
+                     mixed_precision: bool = False,
+                     head_tokens: float | None = None) -> dict[str, float]:
+    """Peak memory of one training step on `batch_size` rows of `sequence` tokens, in GB,
+    with the head's logits at `head_tokens` positions (default: every computed one)."""
     tc, lora = config.train, config.lora
     tokens = tc.batch_size * (sequence - 1)  # the loss shifts by one: inputs are S-1 long
     act = dims.dtype_bytes
@@ -264,34 +326,50 @@ def memory_breakdown(dims: ModelDims, config: RunConfig, sequence: int,
                                 config.model.quantize_group_size) / GB,
         **{name: value / GB for name, value in states.items()},
         "activations": activations / GB,
-        "lm_head": tokens * dims.vocab * HEAD_BYTES_PER_VOCAB / GB,
+        "lm_head": (tokens if head_tokens is None else head_tokens) * dims.vocab
+        * HEAD_BYTES_PER_VOCAB / GB,
     }
 
 
-def flops_per_token(dims: ModelDims, config: RunConfig, sequence: int) -> float:
+def head_flops(dims: ModelDims) -> float:
+    """Matmul FLOPs of the output head at one position: the projection to the vocabulary
+    forward, and backward the gradient of its input (the head itself is not trained)."""
+    return 2 * 2 * dims.vocab * dims.hidden
+
+
+def head_elementwise(dims: ModelDims) -> float:
+    """The head's log-softmax over the vocabulary at one position, forward and backward."""
+    return 2 * dims.vocab
+
+
+def flops_per_token(dims: ModelDims, config: RunConfig, sequence: int,
+                    head: bool = True) -> float:
     """Matmul FLOPs of one trained token: the forward pass, the backward through the head and
     the adapted blocks (the frozen ones below need none), weight gradients only when fully
-    fine-tuning, and one more forward of the adapted blocks with gradient checkpointing."""
+    fine-tuning, and one more forward of the adapted blocks with gradient checkpointing.
+    `head=False` leaves out the head's share (`head_flops`), for positions it does not run at."""
     layers = adapted_layers(dims, config.lora)
     block = 2 * sum(a * b for a, b in dims.block_linears.values())
     block += 2 * dims.heads * dims.head_dim * sequence  # QK^T and AV, half of it causal
-    head = 2 * dims.vocab * dims.hidden
-    forward = dims.layers * block + head
-    backward = layers * block + head  # gradients of the activations cost a forward again
+    forward = dims.layers * block
+    backward = layers * block  # gradients of the activations cost a forward again
     if config.lora.fine_tune_type == "full":
         backward += layers * block  # weight gradients
     recompute = layers * block if config.train.grad_checkpoint else 0
-    return forward + backward + recompute
+    return forward + backward + recompute + (head_flops(dims) if head else 0)
 
 
-def elementwise_per_token(dims: ModelDims, config: RunConfig, sequence: int) -> float:
+def elementwise_per_token(dims: ModelDims, config: RunConfig, sequence: int,
+                          head: bool = True) -> float:
     """Activation values that pass through a transcendental (exp, sigmoid) per trained token,
     counted once per pass over a block: the MLP's SiLU (intermediate values) and the attention
     softmax (heads x sequence); the head's log-softmax over the vocabulary, forward and
-    backward. A block's backward touches the same values again, as its forward does."""
+    backward (`head_elementwise`; left out with `head=False`). A block's backward touches the
+    same values again, as its forward does."""
     layers = adapted_layers(dims, config.lora)
     passes = dims.layers + layers + (layers if config.train.grad_checkpoint else 0)
-    return passes * (dims.intermediate + dims.heads * sequence) + 2 * dims.vocab
+    values = passes * (dims.intermediate + dims.heads * sequence)
+    return values + (head_elementwise(dims) if head else 0)
 
 
 def streamed_weight_bytes(dims: ModelDims, config: RunConfig) -> float:
@@ -312,11 +390,19 @@ def quantize_peak_bytes(dims: ModelDims, bits: int, group_size: int) -> float:
 
 
 def seconds_per_step(dims: ModelDims, config: RunConfig, hardware: Hardware, sequence: int,
-                     tokens_per_step: float) -> float:
-    """Matrix products at the slower of compute and weight streaming, plus elementwise work."""
-    matmul = max(tokens_per_step * flops_per_token(dims, config, sequence) / hardware.matmul_flops,
+                     tokens_per_step: float, head_tokens: float | None = None) -> float:
+    """Matrix products at the slower of compute and weight streaming, plus elementwise work,
+    with the output head at `head_tokens` positions (default: at every computed one)."""
+    if head_tokens is None:
+        flops = tokens_per_step * flops_per_token(dims, config, sequence)
+        elementwise = tokens_per_step * elementwise_per_token(dims, config, sequence)
+    else:
+        flops = (tokens_per_step * flops_per_token(dims, config, sequence, head=False)
+                 + head_tokens * head_flops(dims))
+        elementwise = (tokens_per_step * elementwise_per_token(dims, config, sequence, False)
+                       + head_tokens * head_elementwise(dims))
+    matmul = max(flops / hardware.matmul_flops,
                  streamed_weight_bytes(dims, config) / hardware.bandwidth)
-    elementwise = tokens_per_step * elementwise_per_token(dims, config, sequence)
     return matmul + elementwise * hardware.seconds_per_value
 
 
@@ -326,6 +412,51 @@ def padded_length(tokens: int, max_seq_length: int, multiple: int = 32) -> int:
     return min(1 + multiple * ((tokens + multiple - 1) // multiple), max_seq_length)
 
 
+def counted_targets(length: int, offset: int, max_seq_length: int) -> int:
+    """Targets mlx-lm's default_loss counts for one example, unpacked or packed alike: from
+    its offset (at least its second token) to one past its end, within max_seq_length."""
+    return max(0, min(length, max_seq_length - 1) - max(offset, 1) + 1)
+
+
+def epoch_batches(lengths: Sequence[int], config: RunConfig,
+                  offsets: Sequence[int] = ()) -> list[Batch]:
+    """An epoch's training batches by the trainer's own rules: groups of `batch_size`
+    length-sorted examples padded to 1 + a multiple of train.pad_to_multiple
+    (`trainer.collate`), or with train.pack its packed rows (`batching.packed_batches`, as
+    wide as `collate_packed` makes them). Each epoch shuffles whole batches, never their rows.
+    `offsets` (DataStats.offsets) count from each answer under train.mask_prompt."""
+    from lorascope.training.batching import packed_batches, packed_width, slot_length
+    from lorascope.training.trainer import TrainingError, length_sorted_batches
+
+    tc, limit = config.train, config.data.max_seq_length
+    pad, real = tc.pad_to_multiple, [min(n, limit) for n in lengths]
+    starts = offsets if offsets and tc.mask_prompt else [0] * len(lengths)
+    targets = [counted_targets(n, start, limit) for n, start in zip(lengths, starts, strict=True)]
+    if not tc.pack:
+        return [Batch(len(rows), padded_length(max(real[i] for i in rows), limit, pad),
+                      len(rows), sum(real[i] for i in rows), sum(targets[i] for i in rows))
+                for rows in length_sorted_batches(lengths, tc.batch_size)]
+    batches = []
+    for rows in packed_batches(lengths, tc.batch_size, limit, pad):
+        fills = [sum(slot_length(lengths[i], limit) for i in row) for row in rows]
+        members = [i for row in rows for i in row]
+        batches.append(Batch(len(rows), packed_width(fills, limit, pad), len(members),
+                             sum(real[i] for i in members), sum(targets[i] for i in members)))
+    if not batches:
+        raise TrainingError(f"{len(lengths)} examples fill fewer than batch_size="
+                            f"{tc.batch_size} packed rows")
+    return batches
+
+
+def head_tokens(batch: Batch, splits: bool) -> int:
+    """Positions the output head runs at in a step: the counted targets rounded up as
+    `trainer.target_loss` gathers them (`heads.bucket`) where the head splits off, every
+    computed position where the model code keeps mlx-lm's default_loss."""
+    from lorascope.models.heads import bucket
+
+    return bucket(batch.targets) if splits else batch.computed_tokens
+
+
 def plan_run(
     dims: ModelDims, config: RunConfig, hardware: Hardware, data: DataStats | None = None,
     tokens_per_second: float | None = None, watts: float | None = None,
@@ -333,25 +464,68 @@ def plan_run(
 ) -> Plan:
     """Everything `lorascope plan` prints, for one model, config and machine.
     `mixed_precision`: full fine-tuning with float32 master weights and moments (not mlx-lm's
-    way; see trained_state_bytes)."""
-    tc, notes = config.train, []
-    if data is not None:
-        sequence = padded_length(data.longest_tokens, config.data.max_seq_length,
-                                 tc.pad_to_multiple)
-        tokens_per_step = tc.batch_size * min(data.mean_tokens, config.data.max_seq_length)
-        steps_per_epoch: int | None = data.examples // tc.batch_size
-    else:
-        sequence = config.data.max_seq_length
-        tokens_per_step = float(tc.batch_size * sequence)
-        steps_per_epoch = None
-        notes.append("no training data read: sequences assumed max_seq_length long")
+    way; see trained_state_bytes). A given `tokens_per_second` is of real tokens. A packed
+    config on model code that cannot pack is refused as training would refuse it."""
+    from lorascope.training.batching import packable_code
+
+    tc, notes, batching = config.train, [], {}
+    if tc.pack and (reason := packable_code(model_code(dims))) is not None:
+        from lorascope.training.trainer import TrainingError
+
+        raise TrainingError(f"{reason}: set train.pack: false")
+    batches = (epoch_batches(data.lengths, config, data.offsets)
+               if data is not None and data.lengths else [])
+    steps_per_epoch: int | None
     if tokens_per_second:
         notes.append("speed as given (--tokens-per-second), not from the constants")
-    rate = tokens_per_second or tokens_per_step / seconds_per_step(
-        dims, config, hardware, sequence, tokens_per_step)
-    step = tokens_per_step / rate
-    seconds_per_epoch = steps_per_epoch * step if steps_per_epoch else None
-    seconds_for_run = tc.iters * step
+    if batches:  # each step costs its own batch's computed tokens at its width
+        from lorascope.training.trainer import batch_schedule
+
+        code, splits = model_code(dims), head_splits(dims)
+        heads = [head_tokens(b, splits) for b in batches]
+        step_seconds = [b.real_tokens / tokens_per_second if tokens_per_second else
+                        seconds_per_step(dims, config, hardware, b.width, b.computed_tokens,
+                                         head)
+                        for b, head in zip(batches, heads, strict=True)]
+        steps_per_epoch, seconds_per_epoch = len(batches), sum(step_seconds)
+        tokens_per_step = sum(b.computed_tokens for b in batches) / steps_per_epoch
+        rate = tokens_per_step * steps_per_epoch / seconds_per_epoch
+        # the steps of the run, in the trainer's seeded order of batches
+        schedule = islice(batch_schedule(steps_per_epoch, config.seed, 0), tc.iters)
+        seconds_for_run = sum(step_seconds[i] for i in schedule)
+        # the peak: the batch whose activations and logits together weigh most (the widest,
+        # unless a narrower one has more loss targets)
+        widest = max(b.width for b in batches)
+        sequence, memory = max(
+            ((b.width, memory_breakdown(dims, config, b.width, mixed_precision, head))
+             for b, head in zip(batches, heads, strict=True)),
+            key=lambda peak: (sum(peak[1].values()), peak[0]))
+        batching = {
+            "real_tokens_per_step": sum(b.real_tokens for b in batches) / steps_per_epoch,
+            "examples_per_step": sum(b.examples for b in batches) / steps_per_epoch,
+            "seconds_per_step": seconds_per_epoch / steps_per_epoch,
+            "targets_per_step": sum(b.targets for b in batches) / steps_per_epoch,
+            "head_tokens_per_step": sum(heads) / steps_per_epoch,
+            "model_code": code,
+        }
+    else:
+        if data is not None:  # summary figures only: batch_size rows of the mean length
+            sequence = padded_length(data.longest_tokens, config.data.max_seq_length,
+                                     tc.pad_to_multiple)
+            tokens_per_step = tc.batch_size * min(data.mean_tokens, config.data.max_seq_length)
+            steps_per_epoch = data.examples // tc.batch_size
+        else:
+            sequence = config.data.max_seq_length
+            tokens_per_step = float(tc.batch_size * sequence)
+            steps_per_epoch = None
+            notes.append("no training data read: sequences assumed max_seq_length long, "
+                         "every position a loss target (the output head charged at each)")
+        rate = tokens_per_second or tokens_per_step / seconds_per_step(
+            dims, config, hardware, sequence, tokens_per_step)
+        step = tokens_per_step / rate
+        seconds_per_epoch = steps_per_epoch * step if steps_per_epoch else None
+        seconds_for_run = tc.iters * step
+        memory, widest = memory_breakdown(dims, config, sequence, mixed_precision), sequence
     model = config.model
     quantize_peak = (quantize_peak_bytes(dims, model.quantize_bits, model.quantize_group_size)
                      / GB if model.quantize_bits is not None else None)
@@ -359,14 +533,14 @@ def plan_run(
     return Plan(
         trainable_parameters=trainable_parameters(dims, config.lora),
         total_parameters=dims.parameters,
-        memory_gb=memory_breakdown(dims, config, sequence, mixed_precision),
+        memory_gb=memory,
         sequence_length=sequence, tokens_per_step=tokens_per_step,
-        steps_per_epoch=steps_per_epoch, flops_per_token=flops_per_token(dims, config, sequence),
-        elementwise_per_token=elementwise_per_token(dims, config, sequence),
+        steps_per_epoch=steps_per_epoch, flops_per_token=flops_per_token(dims, config, widest),
+        elementwise_per_token=elementwise_per_token(dims, config, widest),
         tokens_per_second=rate, seconds_per_epoch=seconds_per_epoch,
         seconds_for_run=seconds_for_run, energy_kwh=energy_kwh,
         cost=energy_kwh * price_per_kwh, hardware=hardware, quantize_peak_gb=quantize_peak,
-        notes=notes,
+        notes=notes, **batching,
     )
 
 
@@ -380,11 +554,23 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def step_duration(seconds: float) -> str:
+    return f"{seconds:.3g} s" if seconds < 120 else duration(seconds)
+
+
 def describe_constants(hardware: Hardware) -> str:
     flops = hardware.matmul_flops
     rate = f"{flops / 1e12:.2f} TFLOP/s" if flops >= 1e12 else f"{flops / 1e9:.0f} GFLOP/s"
     return (f"matmul {rate}, memory {hardware.bandwidth / 1e9:,.1f} GB/s, elementwise "
             f"{hardware.seconds_per_value * 1e9:.3g} ns/value, {hardware.watts:.0f} W")
+
+
+def head_at(plan: Plan) -> str:
+    from lorascope.models.heads import SPLIT_HEAD_MODULES
+
+    if plan.model_code in SPLIT_HEAD_MODULES:
+        return f"the output head at {plan.head_tokens_per_step:,.0f} (bucketed)"
+    return f"the output head at every computed position ({plan.model_code} keeps it whole)"
 
 
 def format_plan(plan: Plan, config: RunConfig) -> str:
@@ -400,11 +586,31 @@ def format_plan(plan: Plan, config: RunConfig) -> str:
     if plan.quantize_peak_gb is not None:
         lines.append(f"quantize once     {plan.quantize_peak_gb:.2f} GB peak (to "
                      f"{config.model.quantize_bits} bits, into $LORASCOPE_HOME/models/)")
+    if plan.real_tokens_per_step is None:
+        lines += [
+            f"tokens per step   {plan.tokens_per_step:,.0f}",
+            f"steps per epoch   {plan.steps_per_epoch if plan.steps_per_epoch else 'unknown'}",
+            f"speed             {plan.tokens_per_second:,.0f} tok/s on {plan.hardware.name} "
+            f"({plan.flops_per_token / 1e9:.2f} GFLOP/token)",
+        ]
+    else:  # from the epoch's batches
+        padding = 1 - plan.real_tokens_per_step / plan.tokens_per_step
+        rows = "rows, packed" if tc.pack else "rows, one example each"
+        lines += [
+            f"tokens per step   {plan.tokens_per_step:,.0f} computed, "
+            f"{plan.real_tokens_per_step:,.0f} real ({100 * padding:.1f} % padding; "
+            f"batches padded to 1 + k x {tc.pad_to_multiple})",
+            f"loss targets      {plan.targets_per_step:,.0f} per step "
+            f"({100 * plan.targets_per_step / plan.tokens_per_step:.0f} % of computed; "
+            f"{'prompts masked' if tc.mask_prompt else 'mask_prompt off'}), {head_at(plan)}",
+            f"examples per step {plan.examples_per_step:.1f} ({tc.batch_size} {rows})",
+            f"steps per epoch   {plan.steps_per_epoch}",
+            f"speed             {plan.real_tokens_per_second:,.0f} real tok/s, "
+            f"{plan.tokens_per_second:,.0f} computed tok/s on {plan.hardware.name} "
+            f"({plan.flops_per_token / 1e9:.2f} GFLOP/token at the widest batch)",
+            f"time per step     {step_duration(plan.seconds_per_step)} (mean over an epoch)",
+        ]
     lines += [
-        f"tokens per step   {plan.tokens_per_step:,.0f}",
-        f"steps per epoch   {plan.steps_per_epoch if plan.steps_per_epoch else 'unknown'}",
-        f"speed             {plan.tokens_per_second:,.0f} tok/s on {plan.hardware.name} "
-        f"({plan.flops_per_token / 1e9:.2f} GFLOP/token)",
         f"constants         {describe_constants(plan.hardware)}",
         f"  from            {plan.hardware.source}",
         f"time per epoch    "
@@ -432,24 +638,32 @@ def model_dims_for(source: str, home: Any = None) -> ModelDims:
 
 
 def data_stats_for(config: RunConfig, home: Any = None) -> DataStats | None:
-    """Token counts of the training data, tokenized exactly as training will; None when the
-    model's tokenizer is not on this machine (a Hub model, offline)."""
+    """Token counts of the training split as the run prepares it (deduplicated, split,
+    over-long rows dropped per data.over_length) and tokenized exactly as training will, with
+    where each answer starts (the loss counts from there under train.mask_prompt); None
+    when the model's tokenizer is not on this machine (a Hub model, offline)."""
     from mlx_lm.tokenizer_utils import load as load_tokenizer
 
     from lorascope.data.builtin import resolve_data_source
-    from lorascope.data.records import UNSPLIT
+    from lorascope.data.prepare import prepare_splits
+    from lorascope.data.records import DataError
     from lorascope.data.rules import token_counts
     from lorascope.data.sources import read_source
     from lorascope.models.chat import ensure_chat_template
     from lorascope.models.loader import ModelSourceError, resolve_model
+    from lorascope.training.trainer import tokenize_examples
 
     try:
         model_path = resolve_model(config.model.source, home, weights=False)
     except ModelSourceError:
         return None
     tokenizer = ensure_chat_template(load_tokenizer(model_path), config.model.chat_template)
-    splits = read_source(resolve_data_source(config.data.source, home), config.data.columns)
-    # An unsplit source is counted whole (its valid/test share is left in: a slight overcount).
-    train = splits.get("train") or splits[UNSPLIT]
-    lengths = token_counts(tokenizer, train)
-    return DataStats(len(lengths), sum(lengths) / len(lengths), max(lengths))
+    location = resolve_data_source(config.data.source, home)
+    source = read_source(location, config.data.columns)
+    splits, _ = prepare_splits(config.data, source, lambda rows: token_counts(tokenizer, rows))
+    if not splits.get("train"):
+        raise DataError(str(location), None, "no train rows left after preparation")
+    examples = tokenize_examples(splits["train"], tokenizer, mask_prompt=True)
+    lengths = tuple(len(ids) for ids, _ in examples)
+    return DataStats(len(lengths), sum(lengths) / len(lengths), max(lengths), lengths,
+                     tuple(offset for _, offset in examples))
