@@ -23,6 +23,8 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 from lorascope.config import load_config
 from lorascope.data.builtin import resolve_eval_prompts
@@ -92,6 +94,61 @@ def mlx_lm_side(model, tokenizer, prompts, settings) -> Side:
                 mx.get_peak_memory() / 1e9)
 
 
+@dataclass
+class Comparison:
+    """Both sides' rounds on the same prompts."""
+
+    rounds: list[tuple[Side, Side]]  # (lorascope, mlx-lm batch_generate) per round
+    prompts: int
+
+    @property
+    def ratios(self) -> list[float]:
+        """mlx-lm's wall seconds / lorascope's, per round (> 1: lorascope faster)."""
+        return [theirs.wall_seconds / ours.wall_seconds for ours, theirs in self.rounds]
+
+    @property
+    def same(self) -> int:
+        """Prompts whose answers are the same on both sides in every round."""
+        return min(sum(ours.answers[pid] == theirs.answers[pid] for pid in theirs.answers)
+                   for ours, theirs in self.rounds)
+
+
+def compare_generation(config_path: str, source: str | None = None, limit: int | None = None,
+                       rounds: int = 3, home: Path | None = None) -> Comparison:
+    """Both sides on the config's eval prompts, alternating which runs first, round by round;
+    prints each round's rows as it ends."""
+    from mlx_lm.generate import batch_generate
+
+    from lorascope.blas import describe_blas
+
+    config = load_config(config_path)
+    settings = config.eval
+    source = source or config.model.source
+    model, tokenizer = load_model(resolve_model(source, home))
+    prompts = load_prompt_sets(settings.prompts, lambda: [],
+                               partial(resolve_eval_prompts, home=home),
+                               settings.behaviour_limit, config.seed)[:limit]
+    batch_generate(model, tokenizer, [prompt_tokens(tokenizer, p.messages) for p in prompts[:2]],
+                   max_tokens=4)  # warm up kernels
+
+    print(f"{source}, {len(prompts)} prompts of {', '.join(settings.prompts)}, batch "
+          f"{settings.batch_size}, temperature {settings.temperature}, max "
+          f"{settings.max_tokens} new tokens; {describe_blas()}")
+    print(f"{'round':<6}{'side':<22}{'wall s':>8}{'prompt tok/s':>13}{'gen tok':>8}"
+          f"{'gen tok/s':>10}{'end-to-end tok/s':>17}{'peak GB':>8}{'same':>6}", flush=True)
+    sides = {"lorascope": lorascope_side, "mlx-lm batch_generate": mlx_lm_side}
+    done_rounds = []
+    for round_number in range(1, rounds + 1):
+        order = list(sides) if round_number % 2 else list(sides)[::-1]
+        done = {name: sides[name](model, tokenizer, prompts, settings) for name in order}
+        ours, theirs = done["lorascope"], done["mlx-lm batch_generate"]
+        same = sum(ours.answers[pid] == theirs.answers[pid] for pid in theirs.answers)
+        for name in order:
+            print(f"{round_number:<6}{name:<22}{done[name].row()}{same:>6}", flush=True)
+        done_rounds.append((ours, theirs))
+    return Comparison(done_rounds, len(prompts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.yaml")
@@ -100,39 +157,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from mlx_lm.generate import batch_generate
-
-    from lorascope.blas import describe_blas
-
-    config = load_config(args.config)
-    settings = config.eval
-    source = args.model or config.model.source
-    model, tokenizer = load_model(resolve_model(source))
-    prompts = load_prompt_sets(settings.prompts, lambda: [], resolve_eval_prompts,
-                               settings.behaviour_limit, config.seed)[: args.limit]
-    batch_generate(model, tokenizer, [prompt_tokens(tokenizer, p.messages) for p in prompts[:2]],
-                   max_tokens=4)  # warm up kernels
-
-    print(f"{source}, {len(prompts)} prompts of {', '.join(settings.prompts)}, batch "
-          f"{settings.batch_size}, temperature {settings.temperature}, max "
-          f"{settings.max_tokens} new tokens; {describe_blas()}")
-    print(f"{'round':<6}{'side':<22}{'wall s':>8}{'prompt tok/s':>13}{'gen tok':>8}"
-          f"{'gen tok/s':>10}{'end-to-end tok/s':>17}{'peak GB':>8}{'same':>6}")
-    sides = {"lorascope": lorascope_side, "mlx-lm batch_generate": mlx_lm_side}
-    ratios, same_counts = [], []
-    for round_number in range(1, args.rounds + 1):
-        order = list(sides) if round_number % 2 else list(sides)[::-1]
-        done = {name: sides[name](model, tokenizer, prompts, settings) for name in order}
-        ours, theirs = done["lorascope"], done["mlx-lm batch_generate"]
-        same = sum(ours.answers[pid] == theirs.answers[pid] for pid in theirs.answers)
-        for name in order:
-            print(f"{round_number:<6}{name:<22}{done[name].row()}{same:>6}")
-        ratios.append(theirs.wall_seconds / ours.wall_seconds)
-        same_counts.append(same)
+    result = compare_generation(args.config, args.model, args.limit, args.rounds)
     print(f"lorascope / batch_generate, speed (wall) median of {args.rounds} rounds: "
-          f"{statistics.median(ratios):.2f}x (goal >= 1.0x; rounds "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}); answers the same: "
-          f"{min(same_counts)} of {len(prompts)} in every round")
+          f"{statistics.median(result.ratios):.2f}x (goal >= 1.0x; rounds "
+          f"{', '.join(f'{r:.2f}' for r in result.ratios)}); answers the same: "
+          f"{result.same} of {result.prompts} in every round")
 
 
 if __name__ == "__main__":

