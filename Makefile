@@ -21,15 +21,19 @@ UNAME := $(shell uname -s)
 demo: install
 	$(VENV)/bin/lorascope run configs/demo.yaml
 
+# MLX's CPU wheel bundles the reference BLAS; lorascope.blas prints the optimized one to load
+# in its place (nothing on macOS, where MLX uses Accelerate).
+WITH_BLAS := LD_PRELOAD="$$($(PY) -m lorascope.blas)"
+
 test: install
-	LD_PRELOAD="$$($(PY) -m lorascope.blas)" $(PY) -m pytest -q
+	$(WITH_BLAS) $(PY) -m pytest -q
 
 bench: install
-	$(PY) bench/train_throughput.py
-	$(PY) bench/train_throughput.py --mistral-7b-layers 1
-	$(PY) bench/generation.py
-	$(PY) bench/capability_scoring.py
-	$(PY) bench/failure_modes_query.py
+	$(WITH_BLAS) $(PY) bench/train_throughput.py
+	$(WITH_BLAS) $(PY) bench/train_throughput.py --mistral-7b-layers 1
+	$(WITH_BLAS) $(PY) bench/generation.py
+	$(WITH_BLAS) $(PY) bench/capability_scoring.py
+	$(WITH_BLAS) $(PY) bench/failure_modes_query.py
 
 lint: install
 	$(VENV)/bin/ruff check .

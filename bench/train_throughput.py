@@ -401,14 +401,20 @@ def head_share_note(model_path: Path, sequence: int) -> str:
     from dataclasses import replace
 
     from lorascope.config import parse_config
-    from lorascope.training.planner import dims_from_config, flops_per_token
+    from lorascope.training.planner import (
+        HARDWARE,
+        attended_keys,
+        dims_from_config,
+        flops_per_token,
+    )
 
     dims = dims_from_config(json.loads((model_path / "config.json").read_text()))
     config = parse_config(demo_config(str(model_path), 1, 8))
     head = 2 * 2 * dims.vocab * dims.hidden  # forward, and the gradient of its input
 
     def share(layers: int) -> float:
-        return head / flops_per_token(replace(dims, layers=layers), config, sequence)
+        keys = attended_keys(dims, HARDWARE["linux-cpu-2core"], sequence)
+        return head / flops_per_token(replace(dims, layers=layers), config, keys)
 
     return (f"With {dims.layers} of 32 blocks the head ({dims.vocab} x {dims.hidden}) is "
             f"{share(dims.layers):.0%} of a trained token's matrix FLOPs (forward and backward, "

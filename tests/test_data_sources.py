@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import chat, write_lines
 
-from lorascope.data.records import UNSPLIT, DataError
+from lorascope.data.records import ORIGIN_KEY, UNSPLIT, DataError
 from lorascope.data.sources import dataset_hash, load_jsonl, load_splits, read_file, read_source
 
 
@@ -115,6 +115,18 @@ def test_dataset_hash_follows_split_contents_only(tmp_path: Path) -> None:
     assert dataset_hash(tmp_path) != before
     assert re.fullmatch(r"[0-9a-f]{16}", before)
 
+
+
+def test_dataset_hash_does_not_depend_on_where_the_rows_came_from(tmp_path: Path) -> None:
+    # prepared rows carry their source file's absolute path, which moves with LORASCOPE_HOME
+    for home in ("a", "b"):
+        (tmp_path / home).mkdir()
+        rows = [{**chat("q", "r"), ORIGIN_KEY: {"file": f"/{home}/train.jsonl", "line": 1}}]
+        write_lines(tmp_path / home / "train.jsonl", rows)
+        write_lines(tmp_path / home / "valid.jsonl", [chat("c", "d")])
+    assert dataset_hash(tmp_path / "a") == dataset_hash(tmp_path / "b")
+    write_lines(tmp_path / "b" / "train.jsonl", [chat("q", "s")])
+    assert dataset_hash(tmp_path / "a") != dataset_hash(tmp_path / "b")
 
 # ---------------------------------------------------------------- more sources and formats
 

@@ -525,3 +525,21 @@ def test_a_packed_plan_on_model_code_that_cannot_pack_is_refused_as_training_ref
         plan_run(dims_from_config({**SMOLLM2, "model_type": "qwen2"}), config,
                  HARDWARE["linux-cpu-2core"], stats_of(long_tailed_examples()))
     assert str(refused.value) == f"{reason}: set train.pack: false"
+
+
+@pytest.mark.parametrize(("model_type", "hardware", "keys"), [
+    ("mistral", "linux-cpu-2core", 640),  # query chunks of 256: 5/8 of the square
+    ("gemma", "linux-cpu-2core", 1024),  # MLX's CPU attention scores the whole square
+    ("mistral", "m1-max", 512),  # the fused GPU kernel skips the upper triangle
+])
+def test_planned_attention_scores_the_keys_training_computes(
+    model_type: str, hardware: str, keys: float,
+) -> None:
+    from lorascope.training.planner import adapted_layers, attended_keys, flops_per_token
+
+    dims = dims_from_config({**SMOLLM2, "model_type": model_type})
+    assert attended_keys(dims, HARDWARE[hardware], 1024) == keys
+    config = parse_config({})
+    attention = flops_per_token(dims, config, keys) - flops_per_token(dims, config, 0)
+    passes = dims.layers + adapted_layers(dims, config.lora)  # forward, backward
+    assert attention == pytest.approx(4 * dims.heads * dims.head_dim * keys * passes)

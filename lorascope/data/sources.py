@@ -250,13 +250,29 @@ def record_line(record: Record) -> str:
 
 
 def dataset_hash(folder: str | Path) -> str:
-    """sha256 over the split files' names and bytes, in name order; first 16 hex digits."""
+    """sha256 over the split files' names and rows, in name order; first 16 hex digits.
+
+    Each row is hashed without its `ORIGIN_KEY` (the source file's absolute path, which moves
+    with LORASCOPE_HOME): the same data prepared in another folder has the same hash, so a
+    run's record and its checkpoints' resume check follow the data, not where it lies."""
     digest = hashlib.sha256()
     for path in sorted(split_files(Path(folder)).values()):
-        content = path.read_bytes()
-        digest.update(f"{path.name}\0{len(content)}\0".encode())
-        digest.update(content)
+        digest.update(f"{path.name}\0".encode())
+        with path.open("rb") as lines:
+            for line in lines:
+                digest.update(_without_origin(line) + b"\n")
     return digest.hexdigest()[:16]
+
+
+def _without_origin(line: bytes) -> bytes:
+    """A JSON line's row without its origin, canonically serialized; other lines as they are."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return line.rstrip(b"\n")
+    if isinstance(row, dict):
+        row.pop(ORIGIN_KEY, None)
+    return json.dumps(row, sort_keys=True, ensure_ascii=False).encode()
 
 
 def _records(

@@ -9,8 +9,9 @@ each example independent, without forking mlx-lm's model code:
 - **Attention**: a block-diagonal causal mask (a position sees only earlier positions of its
   own example). mlx-lm's Llama/Mistral models take no mask argument, but they ask each
   layer's cache for one (`cache.make_mask`), apply RoPE at `cache.offset` and pass keys
-  through `cache.update_and_fetch`; `PackedRows` stands in for the cache during training and
-  answers with the packed mask, offset 0, and the keys unchanged.
+  through `cache.update_and_fetch`; `models.chunked_attention.WholeRows` stands in for the
+  cache during training and answers with the packed mask, offset 0, and the keys unchanged
+  (and on long rows, attention runs in query chunks there too).
 - **Positions**: RoPE rotates by position, and mlx's rope takes one offset per row, not per
   token, so an example later in a row sees positions that do not start at 0. The attention
   score of RoPE depends only on the distance between query and key, so within an example
@@ -36,29 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from lorascope.models.chunked_attention import WholeRows
 from lorascope.models.heads import counted_positions, gathered_cross_entropy, split_head
 
 PAD_SEGMENT = -1  # padding and each example's trailing padding target: computed, not real
-
-
-class PackedRows:
-    """Stands in for a layer's KV cache in a training forward pass: the packed rows' mask."""
-
-    offset = 0
-
-    def __init__(self, mask: Any) -> None:
-        self.mask = mask
-
-    def update_and_fetch(self, keys: Any, values: Any) -> tuple[Any, Any]:
-        return keys, values
-
-    def make_mask(self, n: int, return_array: bool = False, window_size: int | None = None) -> Any:
-        if window_size is None or window_size >= n:
-            return self.mask
-        import mlx.core as mx
-
-        steps = mx.arange(n)
-        return self.mask & (steps[:, None] < steps[None] + window_size)
 
 
 def packable_code(module: str) -> str | None:
@@ -160,7 +142,7 @@ def packed_loss(model: Any, tokens: Any, segments: Any, positions: Any) -> tuple
     inputs, seen = tokens[:, :-1], segments[:, :-1]
     steps = mx.arange(inputs.shape[1])
     mask = (seen[:, :, None] == seen[:, None, :]) & (steps[:, None] >= steps[None])
-    caches = [PackedRows(mask[:, None]) for _ in model.layers]
+    caches = [WholeRows(mask[:, None])] * len(model.layers)
     body, head = split_head(model)
     total, count = gathered_cross_entropy(body(inputs, caches), head, tokens[:, 1:], positions)
     return total / count, count

@@ -16,6 +16,7 @@ from lorascope.training.planner import (
     DataStats,
     ModelDims,
     Plan,
+    attended_keys,
     duration,
     flops_per_token,
     plan_run,
@@ -182,7 +183,7 @@ def worked_example(dims: ModelDims, config: RunConfig, dataset: Dataset, plan: P
     """One cell of the time table, step by step."""
     hw = plan.hardware
     run = method_config(config, "lora", dataset)
-    flops = flops_per_token(dims, run, plan.sequence_length)
+    flops = flops_per_token(dims, run, attended_keys(dims, hw, plan.sequence_length))
     compute_ms = 1e3 * flops / hw.matmul_flops
     stream_ms = 1e3 * streamed_weight_bytes(dims, run) / plan.tokens_per_step / hw.bandwidth
     matmul_ms = max(compute_ms, stream_ms)

@@ -125,6 +125,7 @@ class Hardware:
     watts: float
     source: str
     machine: str | None = None  # the machine key (training.calibration) a measurement is of
+    gpu: bool = False  # attention: MLX's fused GPU kernel, or its CPU ops (`attended_keys`)
 
 
 def _apple(name: str, fp32_tflops: float, bandwidth_gbs: float, watts: float, source: str,
@@ -134,7 +135,8 @@ def _apple(name: str, fp32_tflops: float, bandwidth_gbs: float, watts: float, so
     bus, where a GPU's transcendentals cost no more than a copy."""
     return Hardware(name, efficiency * fp32_tflops * 1e12, bandwidth_gbs * 1e9,
                     4 / (bandwidth_gbs * 1e9), watts,
-                    f"{source}; {100 * efficiency:.0f} % of the fp32 peak; watts assumed")
+                    f"{source}; {100 * efficiency:.0f} % of the fp32 peak; watts assumed",
+                    gpu=True)
 
 
 # The M1 Max's published Mistral-7B run (mlx-examples LORA.md, ~250 tok/s) reaches 39 % of its
@@ -342,15 +344,16 @@ def head_elementwise(dims: ModelDims) -> float:
     return 2 * dims.vocab
 
 
-def flops_per_token(dims: ModelDims, config: RunConfig, sequence: int,
+def flops_per_token(dims: ModelDims, config: RunConfig, keys: float,
                     head: bool = True) -> float:
     """Matmul FLOPs of one trained token: the forward pass, the backward through the head and
     the adapted blocks (the frozen ones below need none), weight gradients only when fully
     fine-tuning, and one more forward of the adapted blocks with gradient checkpointing.
-    `head=False` leaves out the head's share (`head_flops`), for positions it does not run at."""
+    `keys`: the keys its attention scores (`attended_keys`). `head=False` leaves out the
+    head's share (`head_flops`), for positions it does not run at."""
     layers = adapted_layers(dims, config.lora)
     block = 2 * sum(a * b for a, b in dims.block_linears.values())
-    block += 2 * dims.heads * dims.head_dim * sequence  # QK^T and AV, half of it causal
+    block += 4 * dims.heads * dims.head_dim * keys  # QK^T and AV
     forward = dims.layers * block
     backward = layers * block  # gradients of the activations cost a forward again
     if config.lora.fine_tune_type == "full":
@@ -359,16 +362,16 @@ def flops_per_token(dims: ModelDims, config: RunConfig, sequence: int,
     return forward + backward + recompute + (head_flops(dims) if head else 0)
 
 
-def elementwise_per_token(dims: ModelDims, config: RunConfig, sequence: int,
+def elementwise_per_token(dims: ModelDims, config: RunConfig, keys: float,
                           head: bool = True) -> float:
     """Activation values that pass through a transcendental (exp, sigmoid) per trained token,
     counted once per pass over a block: the MLP's SiLU (intermediate values) and the attention
-    softmax (heads x sequence); the head's log-softmax over the vocabulary, forward and
-    backward (`head_elementwise`; left out with `head=False`). A block's backward touches the
-    same values again, as its forward does."""
+    softmax (heads x the keys each query scores, `attended_keys`); the head's log-softmax over
+    the vocabulary, forward and backward (`head_elementwise`; left out with `head=False`). A
+    block's backward touches the same values again, as its forward does."""
     layers = adapted_layers(dims, config.lora)
     passes = dims.layers + layers + (layers if config.train.grad_checkpoint else 0)
-    values = passes * (dims.intermediate + dims.heads * sequence)
+    values = passes * (dims.intermediate + dims.heads * keys)
     return values + (head_elementwise(dims) if head else 0)
 
 
@@ -392,14 +395,16 @@ def quantize_peak_bytes(dims: ModelDims, bits: int, group_size: int) -> float:
 def seconds_per_step(dims: ModelDims, config: RunConfig, hardware: Hardware, sequence: int,
                      tokens_per_step: float, head_tokens: float | None = None) -> float:
     """Matrix products at the slower of compute and weight streaming, plus elementwise work,
-    with the output head at `head_tokens` positions (default: at every computed one)."""
+    for rows of `sequence` positions, with the output head at `head_tokens` positions
+    (default: at every computed one)."""
+    keys = attended_keys(dims, hardware, sequence)
     if head_tokens is None:
-        flops = tokens_per_step * flops_per_token(dims, config, sequence)
-        elementwise = tokens_per_step * elementwise_per_token(dims, config, sequence)
+        flops = tokens_per_step * flops_per_token(dims, config, keys)
+        elementwise = tokens_per_step * elementwise_per_token(dims, config, keys)
     else:
-        flops = (tokens_per_step * flops_per_token(dims, config, sequence, head=False)
+        flops = (tokens_per_step * flops_per_token(dims, config, keys, head=False)
                  + head_tokens * head_flops(dims))
-        elementwise = (tokens_per_step * elementwise_per_token(dims, config, sequence, False)
+        elementwise = (tokens_per_step * elementwise_per_token(dims, config, keys, False)
                        + head_tokens * head_elementwise(dims))
     matmul = max(flops / hardware.matmul_flops,
                  streamed_weight_bytes(dims, config) / hardware.bandwidth)
@@ -446,6 +451,20 @@ def epoch_batches(lengths: Sequence[int], config: RunConfig,
         raise TrainingError(f"{len(lengths)} examples fill fewer than batch_size="
                             f"{tc.batch_size} packed rows")
     return batches
+
+
+def attended_keys(dims: ModelDims, hardware: Hardware, sequence: int) -> float:
+    """Keys each query's attention is scored against, on average, in rows of `sequence`
+    positions. MLX's fused GPU kernel skips the blocks above the diagonal: half the row.
+    On CPU, MLX scores the whole square and masks it, unless training runs attention in
+    query chunks (`models.chunked_attention`, on the model code it hooks)."""
+    from lorascope.models.chunked_attention import CHUNKABLE_MODULES, keys_per_query
+
+    if hardware.gpu:
+        return sequence / 2
+    if model_code(dims) in CHUNKABLE_MODULES:
+        return keys_per_query(sequence)
+    return float(sequence)
 
 
 def head_tokens(batch: Batch, splits: bool) -> int:
@@ -535,8 +554,10 @@ def plan_run(
         total_parameters=dims.parameters,
         memory_gb=memory,
         sequence_length=sequence, tokens_per_step=tokens_per_step,
-        steps_per_epoch=steps_per_epoch, flops_per_token=flops_per_token(dims, config, widest),
-        elementwise_per_token=elementwise_per_token(dims, config, widest),
+        steps_per_epoch=steps_per_epoch,
+        flops_per_token=flops_per_token(dims, config, attended_keys(dims, hardware, widest)),
+        elementwise_per_token=elementwise_per_token(
+            dims, config, attended_keys(dims, hardware, widest)),
         tokens_per_second=rate, seconds_per_epoch=seconds_per_epoch,
         seconds_for_run=seconds_for_run, energy_kwh=energy_kwh,
         cost=energy_kwh * price_per_kwh, hardware=hardware, quantize_peak_gb=quantize_peak,

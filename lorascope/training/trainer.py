@@ -34,6 +34,7 @@ from lorascope.config import LoraConfig, RunConfig, TrainConfig
 from lorascope.data.records import Record
 from lorascope.errors import LorascopeError
 from lorascope.models.chat import conversation_tokens, text_tokens
+from lorascope.models.chunked_attention import WholeRows, chunkable, use_chunked_attention
 from lorascope.models.heads import counted_positions, gathered_cross_entropy, split_head
 from lorascope.paths import RunPaths
 from lorascope.training.batching import collate_packed, packable, packed_batches, packed_loss
@@ -220,9 +221,11 @@ def target_loss(
     """mlx-lm's default_loss with logits computed only at the targets it counts
     (`positions`): the same value up to the order of float summation, without the output
     projection and vocabulary softmax at prompt and padding positions. `batch_tokens` and
-    `world_size` as in `global_batch_loss`."""
+    `world_size` as in `global_batch_loss`. Attention runs causal in query chunks on long
+    rows (`models.chunked_attention`)."""
     body, head = split_head(model)
-    total, count = gathered_cross_entropy(body(tokens[:, :-1]), head, tokens[:, 1:], positions)
+    hidden = body(tokens[:, :-1], [WholeRows()] * len(model.layers))
+    total, count = gathered_cross_entropy(hidden, head, tokens[:, 1:], positions)
     return rescaled_to_global_batch(total / count, count, batch_tokens, world_size)
 
 
@@ -290,8 +293,12 @@ def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str
 def training_loss(model: Any, train: TrainConfig) -> Callable[..., tuple[Any, Any]]:
     """The loss for the batches `resumable_batches` makes for this model and config: logits
     only at counted targets where the model's head splits off (`models.heads`), mlx-lm's
-    default_loss otherwise; per rank rescaled to the global batch over several ranks."""
+    default_loss otherwise; per rank rescaled to the global batch over several ranks. On
+    model code that allows it, attention over long rows runs in query chunks."""
     from mlx_lm.tuner.trainer import default_loss
+
+    if chunkable(model):
+        use_chunked_attention()
 
     if train.pack:
         return packed_loss
