@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,45 @@ def test_a_killed_holder_leaves_the_run_unlocked(home: Path, first_run: dict) ->
     holder.wait(timeout=30)
     with run_lock(folder, "after the crash"):  # the kernel released the dead holder's lock
         assert json.loads((folder / ".lock").read_text())["command"] == "after the crash"
+
+
+def test_another_run_on_the_same_base_reuses_the_base_models_rows_and_trains_its_own(
+    home: Path, api_url: str, config: Path, first_run: dict
+) -> None:
+    # a sweep member: other adapters (rank 2), the same model, data, seed and eval settings
+    result = lorascope(home, api_url, "run", str(config), "--set", "lora.rank=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    # from one of the first run's evaluations (the tests above added some with other settings)
+    source = f"from run {first_run['run_id']}'s evaluation {first_run['run_id']}-eval-"
+    for table in ("generations", "test_losses"):
+        assert f"reused 6 {table} rows (variant=base) {source}" in log
+    assert f"reused 4 capability_items rows (variant=base task=arc_easy) {source}" in log
+    assert "tuned: 6 generations landed" in log and "base: 6 generations landed" not in log
+    ((run_id, evaluation_id),) = rows(home, "select run_id, evaluation_id from evaluations "
+                                            "where run_id <> ?", [first_run["run_id"]])
+    same = rows(home, "select count(*) from generations as a join generations as b using "
+                      "(variant, prompt_id, output_text) where a.evaluation_id = ? and "
+                      "b.evaluation_id = ? and variant = 'base' and b.run_id = ?",
+                [first_run["evaluation_id"], evaluation_id, run_id])
+    assert same == [(6,)]
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"model": {"quantize_bits": 4}},
+                                    {"train": {"mask_prompt": False}}])
+def test_runs_with_another_seed_model_or_loss_masking_share_no_base_rows(
+    home: Path, first_run: dict, change: dict
+) -> None:
+    from lorascope.config import parse_config
+    from lorascope.evaluation.reuse import runs_with_the_same_base
+    from lorascope.runs import open_run
+
+    context = open_run(first_run["run_id"], home)
+    assert first_run["run_id"] not in runs_with_the_same_base(context)  # never itself
+    config = context.config.model_dump(mode="json")
+    for section, values in change.items():
+        config[section] = {**config[section], **values} if isinstance(values, dict) else values
+    other = replace(context, run_id="another-run", config=parse_config(config))
+    assert runs_with_the_same_base(replace(context, run_id="another-run")) >= {
+        first_run["run_id"]}
+    assert first_run["run_id"] not in runs_with_the_same_base(other)

@@ -4,7 +4,12 @@ on the prompt, the model and the generation settings; a capability item's log-li
 the adapters and the item. So a new judge, goal or statistic costs only itself: before a step
 computes anything, it copies the rows an earlier evaluation of the same run computed from the
 same inputs (same adapters, same code version, the same values of the settings the step
-reads), and computes only what is left."""
+reads), and computes only what is left.
+
+The base model's rows do not depend on the adapters at all, so they are reused across runs
+too: from any run with the same base model, data, seed and the training settings the base's
+test loss reads (`BASE_INPUTS`). The members of a sweep over the adapters' settings (rank,
+alpha, layers, learning rate, steps) share all of them and evaluate the base once."""
 
 from __future__ import annotations
 
@@ -15,33 +20,69 @@ from typing import Any
 from lorascope import warehouse
 from lorascope.runs import RunContext
 
+# Config values (section, or section and field) the base model's evaluation rows depend on,
+# besides the evaluation settings each step names: the model (and its quantization and chat
+# template), the data and how it is split and cut, the seed that samples it, and the two
+# training settings the test loss reads.
+BASE_INPUTS = (("model",), ("data",), ("seed",), ("train", "mask_prompt"),
+               ("train", "batch_size"))
+
+
+def base_inputs(config: dict[str, Any]) -> list[Any]:
+    values = []
+    for path in BASE_INPUTS:
+        value: Any = config
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        values.append(value)
+    return values
+
+
+def runs_with_the_same_base(context: RunContext) -> set[str]:
+    """Other runs whose base-model rows this run's would equal: the same data (by hash) and
+    the same `BASE_INPUTS` values."""
+    wanted = base_inputs(context.config.model_dump(mode="json"))
+    rows = warehouse.select_rows(context.warehouse, "runs",
+                                 ["run_id", "config_json", "data_hash"])
+    return {row["run_id"] for row in rows
+            if row["run_id"] != context.run_id and row["data_hash"] == context.data_hash
+            and base_inputs(json.loads(row["config_json"] or "{}")) == wanted}
+
 
 def matching_evaluations(
-    context: RunContext, settings: Sequence[str],
-) -> list[str]:
-    """Other evaluations of the run, newest first, whose adapters and code version are this
-    evaluation's and whose eval settings named in `settings` have this evaluation's values."""
+    context: RunContext, settings: Sequence[str], base: bool = False,
+) -> list[tuple[str, str]]:
+    """(run id, evaluation id) of other evaluations, newest first, whose code version is
+    this evaluation's and whose eval settings named in `settings` have this evaluation's
+    values: of this run with the same adapters, and with `base` (rows of the base model)
+    then of the runs with the same base (`runs_with_the_same_base`)."""
     rows = warehouse.select_rows(
         context.warehouse, "evaluations",
-        ["evaluation_id", "adapter_hash", "code_version", "eval_config", "started_at"],
-        run_id=context.run_id)
+        ["evaluation_id", "run_id", "adapter_hash", "code_version", "eval_config",
+         "started_at"])
     by_id = {row["evaluation_id"]: row for row in rows}
     current = by_id.get(context.evaluation_id)
     if current is None:
         return []
+    others = runs_with_the_same_base(context) if base else set()
     wanted = context.config.eval.model_dump(mode="json")
     matches = []
     for row in rows:
         if row["evaluation_id"] == context.evaluation_id:
             continue
-        if (row["adapter_hash"], row["code_version"]) != (current["adapter_hash"],
-                                                         current["code_version"]):
+        same_run = row["run_id"] == context.run_id
+        if not (same_run and row["adapter_hash"] == current["adapter_hash"]
+                or row["run_id"] in others):
+            continue
+        if row["code_version"] != current["code_version"]:
             continue
         recorded = json.loads(row["eval_config"] or "{}")
         if all(recorded.get(key) == wanted.get(key) for key in settings):
             matches.append(row)
-    matches.sort(key=lambda row: row["started_at"], reverse=True)
-    return [row["evaluation_id"] for row in matches]
+    # this run's own first, then the others; newest first within each
+    matches.sort(key=lambda row: (row["run_id"] == context.run_id, row["started_at"]),
+                 reverse=True)
+    return [(row["run_id"], row["evaluation_id"]) for row in matches]
 
 
 def reuse_rows(
@@ -51,23 +92,30 @@ def reuse_rows(
 ) -> int:
     """Copy into this evaluation the rows of `table` (those whose columns equal `equals`, and
     for which `wanted(row)`) that matching evaluations computed and this one lacks, identified
-    by the columns `key`. Returns how many rows were copied."""
+    by the columns `key`; rows of the base model (`variant="base"`) from other runs with the
+    same base too. Returns how many rows were copied."""
     have = {tuple(row[c] for c in key) for row in warehouse.select_rows(
         context.warehouse, table, key, evaluation_id=context.evaluation_id, **equals)}
     copied: list[dict[str, Any]] = []
     sources = []
-    for donor in matching_evaluations(context, settings):
+    for run_id, donor in matching_evaluations(context, settings,
+                                              base=equals.get("variant") == "base"):
         rows = [row for row in warehouse.select_rows(context.warehouse, table,
                                                      evaluation_id=donor, **equals)
                 if tuple(row[c] for c in key) not in have and wanted(row)]
         for row in rows:
             have.add(tuple(row[c] for c in key))
-            copied.append({**row, "evaluation_id": context.evaluation_id})
+            copied.append({**row, "evaluation_id": context.evaluation_id,
+                           **({"run_id": context.run_id} if "run_id" in row else {})})
         if rows:
-            sources.append(donor)
+            sources.append(f"evaluation {donor}" if run_id == context.run_id else
+                           f"run {run_id}'s evaluation {donor}")
     if copied:
         warehouse.write_rows(context.warehouse, table, copied)
         detail = " ".join(f"{k}={v}" for k, v in equals.items())
+        across = any(source.startswith("run ") for source in sources)
+        same = ("same base model, data, code and settings" if across
+                else "same adapters, code and settings")
         log(f"reused {len(copied)} {table} rows{' (' + detail + ')' if detail else ''} from "
-            f"evaluation {', '.join(sources)} (same adapters, code and settings)")
+            f"{', '.join(sources)} ({same})")
     return len(copied)

@@ -7,7 +7,7 @@ training step (one SmolLM2 block at 1024 tokens: attention forward and backward 
 MLP's forward 0.06 s). Split into chunks of `QUERY_CHUNK` queries, each chunk only needs the
 keys up to its own last position: at 1024 tokens 5/8 of the scores, at 2048 9/16. Each
 query's softmax still runs over exactly the keys the causal mask lets it see, so the output
-is the same up to float rounding (tests/test_attention.py, forward and gradients).
+is the same up to float rounding (tests/test_chunked_attention.py, forward and gradients).
 
 mlx-lm's attention takes no argument that could ask for this. Its Llama/Mistral, Qwen2 and
 Qwen3 attention calls the module-level `scaled_dot_product_attention` with the layer's
