@@ -16,7 +16,7 @@ from lorascope.evaluation.gate import enforce_gate
 from lorascope.evaluation.steps import VARIANTS
 from lorascope.paths import RunPaths, lorascope_home
 from lorascope.run_lock import run_lock
-from lorascope.runs import RunContext, adapter_run_config, run_id_for
+from lorascope.runs import RunContext, adapter_run_config, interruption, run_id_for
 from lorascope.tasks.analysis import attention_task
 from lorascope.tasks.evaluation import (
     capability_task,
@@ -66,11 +66,15 @@ def evaluate_run(context: RunContext) -> None:
 @contextmanager
 def finished(context: RunContext, finish: Callable[..., None] = finish_task) -> Iterator[None]:
     """Mark the run (or, with finish_evaluation_task, the evaluation) completed when the block
-    ends, failed with the error when it raises."""
+    ends, failed with the error when it raises, interrupted when a signal stops it."""
     try:
         yield
     except BaseException as error:
-        finish(context, "failed", f"{type(error).__name__}: {error}")
+        stopped = interruption(error, context.run_id)
+        if stopped:
+            finish(context, "interrupted", stopped)
+        else:
+            finish(context, "failed", f"{type(error).__name__}: {error}")
         raise
     finish(context, "completed")
 

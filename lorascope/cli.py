@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from lorascope.blas import ensure_optimized_blas
-from lorascope.errors import EXIT_CODES, exit_code, is_user_error
+from lorascope.errors import EXIT_CODES, STOPPED_BY_SIGTERM, exit_code, is_user_error
 
 EXAMPLES = """\
 examples:
@@ -473,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in (*FLOW_COMMANDS, "prepare-model"):
         ensure_optimized_blas()  # re-execs once; MLX-heavy commands only
     quiet_offline_defaults()
+    if args.command in FLOW_COMMANDS:
+        stop_cleanly_on_sigterm()
     if args.command in FLOW_COMMANDS and not args.debug:
         from lorascope.flows.console import hide_user_error_tracebacks
 
@@ -492,6 +495,21 @@ def main(argv: list[str] | None = None) -> int:
             "(run with --debug for the traceback)")
         print(f"lorascope: {one_line(what)}", file=sys.stderr)
         return code
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """`kill PID` (SIGTERM: also what systemd, a scheduler or a container runtime sends) ends a
+    flow command as Ctrl-C does, by an exception: `finally` blocks and exit handlers run, so
+    Prefect's temporary server and the training process stop with it. Python's default is to
+    die at once, which left the server running."""
+
+    def stop(number: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        print("lorascope: stopped by SIGTERM; what finished is kept (`lorascope resume RUN_ID` "
+              "continues a run)", file=sys.stderr)
+        raise SystemExit(STOPPED_BY_SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def quiet_offline_defaults() -> None:

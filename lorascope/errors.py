@@ -10,6 +10,10 @@ class LorascopeError(Exception):
     exit_code = 1
 
 
+# A shell's status for a process SIGTERM ended (128 + 15); lorascope exits with it after
+# stopping cleanly.
+STOPPED_BY_SIGTERM = 143
+
 EXIT_CODES = {
     0: "success",
     1: "any other failure (its one-line message says what; --debug shows the traceback)",
@@ -20,6 +24,8 @@ EXIT_CODES = {
     6: "training stopped for a reason to fix (NaN loss, out of memory, resume mismatch)",
     7: "warehouse error (in use by another process, newer schema, bad query)",
     8: "run locked: another process is writing that run (the message names it)",
+    STOPPED_BY_SIGTERM: "stopped by SIGTERM (`kill`): what finished is kept; `lorascope resume` "
+                        "continues a run",
 }
 
 # Errors from the standard library whose message names the file or key at fault.

@@ -5,15 +5,19 @@ processes; the ones that run flows talk to the session's Prefect test server."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import TINY_RUN, home_with_tiny_mistral
 
+from lorascope import warehouse
 from lorascope.errors import EXIT_CODES
+from lorascope.paths import warehouse_path
 
 pytestmark = pytest.mark.slow
 
@@ -146,6 +150,16 @@ def test_a_failed_warehouse_query_exits_7(home: Path) -> None:
     assert "no_such_table" in failure_line(result)
 
 
+def test_a_query_of_only_comments_exits_7_saying_so(home: Path) -> None:
+    from lorascope import warehouse
+    from lorascope.paths import warehouse_path
+
+    warehouse.connect(warehouse_path(home)).close()
+    result = lorascope(home, "sql", "-- which prompts regressed?")
+    assert result.returncode == 7
+    assert "returned no result: is it only comments?" in failure_line(result)
+
+
 def test_an_unknown_saved_query_exits_1_listing_the_saved_ones(home: Path) -> None:
     result = lorascope(home, "sql", "--saved", "no_such_query")
     assert result.returncode == 1
@@ -173,3 +187,66 @@ def test_re_evaluating_a_run_without_trained_adapters_exits_2_saying_what_to_do(
     result = lorascope(tmp_path, "eval", run_id_for(config))
     assert result.returncode == 2
     assert f"lorascope resume {run_id_for(config)}" in failure_line(result)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, from /proc."""
+    children: dict[int, set[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue
+            if state != "Z":
+                children.setdefault(int(ppid), set()).add(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_a_run_with_its_prefect_server_and_training_process(
+    tiny_mistral_dir: Path, tmp_path: Path
+) -> None:
+    # no PREFECT_API_URL: the run starts Prefect's temporary server, a child process
+    home = home_with_tiny_mistral(tmp_path / "home", tiny_mistral_dir)
+    config = write_config(tmp_path, "terminated", train={"iters": 400, "save_every": 2})
+    env = {**os.environ, "LORASCOPE_HOME": str(home)}
+    env.pop("PREFECT_API_URL", None)
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "lorascope.cli", "run", str(config)],
+                                   stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 600
+        while "step 2/400 train loss" not in log.read_text():  # training in its own process
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        below = descendants(process.pid)
+        assert len(below) >= 2, below  # the server and the training process at least
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in below) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = [pid for pid in below if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, log.read_text()[-3000:]
+    assert code == 143 and "lorascope: stopped by SIGTERM" in log.read_text()
+    ((run_id, status, error),) = warehouse.query(
+        warehouse_path(home), "select run_id, status, error from runs where name = 'terminated'")[1]
+    assert (status, error) == ("interrupted", f"interrupted by SIGTERM; `lorascope resume "
+                                              f"{run_id}` continues from its newest checkpoint")

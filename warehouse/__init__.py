@@ -367,7 +367,6 @@ def query(
     with connect(path, read_only=True) as con:
         try:
             cursor = con.execute(sql, params)
-            return [d[0] for d in cursor.description], cursor.fetchall()
         except duckdb.Error as e:
             hint = (
                 " Queries only read; the pipeline writes the warehouse."
@@ -375,6 +374,10 @@ def query(
                 else ""
             )
             raise WarehouseError(f"Query on {path} failed: {e}{hint}") from e
+        if cursor is None or cursor.description is None:  # only comments, or no result set
+            raise WarehouseError(f"Query on {path} returned no result: is it only comments? "
+                                 f"{sql.strip()[:80]!r}")
+        return [d[0] for d in cursor.description], cursor.fetchall()
 
 
 def select_rows(
