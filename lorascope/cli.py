@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 
 from lorascope.blas import ensure_optimized_blas
-from lorascope.errors import EXIT_CODES, STOPPED_BY_SIGTERM, exit_code, is_user_error
+from lorascope.errors import (
+    EXIT_CODES,
+    STOPPED_BY_CTRL_C,
+    STOPPED_BY_SIGTERM,
+    exit_code,
+    is_user_error,
+)
 
 EXAMPLES = """\
 examples:
@@ -186,7 +192,9 @@ def cmd_run(config_path: str, overrides: list[str]) -> int:
     run_id = run_id_for(load_config(config_path, overrides))
     with run_lock(RunPaths.of(run_id).root, "lorascope run"):
         from lorascope.flows.pipeline import pipeline
+        from lorascope.flows.server import start_temporary_server
 
+        start_temporary_server()  # before the flow: out of Ctrl-C's reach
         pipeline(config_path, overrides)
     print(f"\nrun {run_id} completed")
     print(f"  report:    {RunPaths.of(run_id).report} (and report.html beside it)")
@@ -308,7 +316,9 @@ def cmd_sweep(config_path: str, parameter: str, raw_values: list[str],
     values = [yaml.safe_load(v) for v in raw_values]
     check_values(config_path, parameter, values)  # before Prefect starts
     from lorascope.flows.experiments import sweep
+    from lorascope.flows.server import start_temporary_server
 
+    start_temporary_server()  # before the flow: out of Ctrl-C's reach
     experiment_id = sweep(config_path, parameter, values, work_pool=work_pool)
     print(f"\nexperiment {experiment_id} completed")
     print("  try:       lorascope sql --saved experiment_results")
@@ -320,7 +330,9 @@ def cmd_experiment_domains(config_paths: list[str]) -> int:
 
     load_domain_configs(config_paths)  # before Prefect starts
     from lorascope.flows.experiments import domain_experiment
+    from lorascope.flows.server import start_temporary_server
 
+    start_temporary_server()  # before the flow: out of Ctrl-C's reach
     experiment_id = domain_experiment(config_paths)
     print(f"\nexperiment {experiment_id} completed")
     print("  try:       lorascope sql --saved domain_transfer")
@@ -351,7 +363,9 @@ def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
         open_run(target, lorascope_home(), overrides)  # a bad run id or override fails here
         with run_lock(RunPaths.of(target).root, "lorascope eval"):
             from lorascope.flows.evaluation import reevaluate
+            from lorascope.flows.server import start_temporary_server
 
+            start_temporary_server()  # before the flow: out of Ctrl-C's reach
             evaluation_id = reevaluate(target, overrides)
         print(f"\nrun {target} evaluated: evaluation {evaluation_id}")
         print(f"  report:    {RunPaths.of(target).evaluation(evaluation_id) / 'report.md'} "
@@ -362,7 +376,9 @@ def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
                                    Path(adapter) if adapter else None, lorascope_home())
     with run_lock(RunPaths.of(run_id_for(config)).root, "lorascope eval"):
         from lorascope.flows.evaluation import evaluate_adapter
+        from lorascope.flows.server import start_temporary_server
 
+        start_temporary_server()  # before the flow: out of Ctrl-C's reach
         run_id = evaluate_adapter(target, adapter, overrides)
     print(f"\nrun {run_id} evaluated\n  report:    {RunPaths.of(run_id).report} "
           "(and report.html beside it)")
@@ -482,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
         hide_user_error_tracebacks()
     try:
         return dispatch(args)
+    except KeyboardInterrupt:
+        print("lorascope: stopped by Ctrl-C; what finished is kept (`lorascope resume RUN_ID` "
+              "continues a run)", file=sys.stderr)
+        return STOPPED_BY_CTRL_C
     except BrokenPipeError:
         # the reader closed the pipe (`lorascope sql ... | head`): it has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -10,8 +10,9 @@ class LorascopeError(Exception):
     exit_code = 1
 
 
-# A shell's status for a process SIGTERM ended (128 + 15); lorascope exits with it after
-# stopping cleanly.
+# A shell's statuses for a process Ctrl-C (128 + SIGINT) or SIGTERM (128 + 15) ended;
+# lorascope exits with them after stopping cleanly.
+STOPPED_BY_CTRL_C = 130
 STOPPED_BY_SIGTERM = 143
 
 EXIT_CODES = {
@@ -24,6 +25,8 @@ EXIT_CODES = {
     6: "training stopped for a reason to fix (NaN loss, out of memory, resume mismatch)",
     7: "warehouse error (in use by another process, newer schema, bad query)",
     8: "run locked: another process is writing that run (the message names it)",
+    STOPPED_BY_CTRL_C: "stopped by Ctrl-C: what finished is kept; `lorascope resume` continues a "
+                       "run",
     STOPPED_BY_SIGTERM: "stopped by SIGTERM (`kill`): what finished is kept; `lorascope resume` "
                         "continues a run",
 }

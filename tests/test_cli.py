@@ -215,18 +215,23 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_sigterm_stops_a_run_with_its_prefect_server_and_training_process(
-    tiny_mistral_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("stop, code, by", [
+    (signal.SIGTERM, 143, "SIGTERM"),  # `kill PID`: to lorascope alone
+    (signal.SIGINT, 130, "Ctrl-C (SIGINT)"),  # a terminal's Ctrl-C: to its whole process group
+], ids=["sigterm", "ctrl-c"])
+def test_a_stopped_run_ends_with_its_prefect_server_and_training_process_marked_interrupted(
+    tiny_mistral_dir: Path, tmp_path: Path, stop: signal.Signals, code: int, by: str
 ) -> None:
     # no PREFECT_API_URL: the run starts Prefect's temporary server, a child process
     home = home_with_tiny_mistral(tmp_path / "home", tiny_mistral_dir)
-    config = write_config(tmp_path, "terminated", train={"iters": 400, "save_every": 2})
+    config = write_config(tmp_path, "stopped", train={"iters": 400, "save_every": 2})
     env = {**os.environ, "LORASCOPE_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
     log = tmp_path / "run.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "lorascope.cli", "run", str(config)],
-                                   stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+                                   stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+                                   start_new_session=True)  # its own group, as in a terminal
     try:
         deadline = time.monotonic() + 600
         while "step 2/400 train loss" not in log.read_text():  # training in its own process
@@ -234,8 +239,11 @@ def test_sigterm_stops_a_run_with_its_prefect_server_and_training_process(
             time.sleep(0.5)
         below = descendants(process.pid)
         assert len(below) >= 2, below  # the server and the training process at least
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=120)
+        if stop == signal.SIGINT:
+            os.killpg(process.pid, stop)
+        else:
+            process.send_signal(stop)
+        returned = process.wait(timeout=120)
     finally:
         process.kill()
     deadline = time.monotonic() + 30
@@ -245,8 +253,8 @@ def test_sigterm_stops_a_run_with_its_prefect_server_and_training_process(
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, log.read_text()[-3000:]
-    assert code == 143 and "lorascope: stopped by SIGTERM" in log.read_text()
+    assert returned == code and f"lorascope: stopped by {by.split()[0]}" in log.read_text()
     ((run_id, status, error),) = warehouse.query(
-        warehouse_path(home), "select run_id, status, error from runs where name = 'terminated'")[1]
-    assert (status, error) == ("interrupted", f"interrupted by SIGTERM; `lorascope resume "
+        warehouse_path(home), "select run_id, status, error from runs where name = 'stopped'")[1]
+    assert (status, error) == ("interrupted", f"interrupted by {by}; `lorascope resume "
                                               f"{run_id}` continues from its newest checkpoint")
