@@ -208,6 +208,10 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def alive(pid: int) -> bool:
     try:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -229,9 +233,11 @@ def test_a_stopped_run_ends_with_its_prefect_server_and_training_process_marked_
     env.pop("PREFECT_API_URL", None)
     log = tmp_path / "run.log"
     with log.open("w") as out:
+        # As a shell starts it in a terminal: its own process group, SIGINT not ignored (a
+        # non-interactive shell's background jobs, CI's perhaps, inherit SIGINT ignored).
         process = subprocess.Popen([sys.executable, "-m", "lorascope.cli", "run", str(config)],
                                    stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
-                                   start_new_session=True)  # its own group, as in a terminal
+                                   start_new_session=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 600
         while "step 2/400 train loss" not in log.read_text():  # training in its own process
