@@ -5,18 +5,21 @@ adapters trained elsewhere against their base."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow
+from prefect.exceptions import TerminationSignal
 
 from lorascope.config import load_config
+from lorascope.errors import STOPPED_BY_SIGTERM
 from lorascope.evaluation.gate import enforce_gate
 from lorascope.evaluation.steps import VARIANTS
 from lorascope.paths import RunPaths, lorascope_home
 from lorascope.run_lock import run_lock
-from lorascope.runs import RunContext, adapter_run_config, interruption, run_id_for
+from lorascope.runs import RunContext, adapter_run_config, run_id_for
 from lorascope.tasks.analysis import attention_task
 from lorascope.tasks.evaluation import (
     capability_task,
@@ -61,6 +64,22 @@ def evaluate_run(context: RunContext) -> None:
         gate_failure = gate_task(context)
         report_task(context)
         enforce_gate(settings, gate_failure)
+
+
+def interruption(error: BaseException, run_id: str) -> str | None:
+    """The `interrupted` message for a run stopped by a signal (Ctrl-C, or SIGTERM: Prefect
+    raises TerminationSignal for it in a flow run, `lorascope` SystemExit(143) elsewhere);
+    None for a failure."""
+    if isinstance(error, KeyboardInterrupt):
+        by = "Ctrl-C (SIGINT)"
+    elif isinstance(error, TerminationSignal):
+        by = signal.Signals(error.signal).name
+    elif isinstance(error, SystemExit) and error.code == STOPPED_BY_SIGTERM:
+        by = "SIGTERM"
+    else:
+        return None
+    return (f"interrupted by {by}; `lorascope resume {run_id}` continues from its newest "
+            "checkpoint")
 
 
 @contextmanager

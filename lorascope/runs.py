@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import subprocess
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -30,7 +29,6 @@ from lorascope.data.builtin import resolve_data_source
 from lorascope.data.prepare import data_error_rows, prepare_data
 from lorascope.data.records import DataError
 from lorascope.data.sources import dataset_hash
-from lorascope.errors import STOPPED_BY_SIGTERM
 from lorascope.models.loader import resolve_model
 from lorascope.paths import RunPaths, warehouse_path
 from lorascope.run_lock import RunLocked, run_lock
@@ -253,24 +251,6 @@ def last_heartbeat(run_dir: Path) -> str:
                 f"{beat['pid']} on {beat['host']}")
     except (OSError, ValueError, KeyError, TypeError):
         return "no training heartbeat: it stopped before training started"
-
-
-def interruption(error: BaseException, run_id: str) -> str | None:
-    """The `interrupted` message for a run stopped by a signal (Ctrl-C, or SIGTERM: Prefect
-    raises TerminationSignal for it in a flow run, `lorascope` SystemExit(143) elsewhere);
-    None for a failure."""
-    from prefect.exceptions import TerminationSignal
-
-    if isinstance(error, KeyboardInterrupt):
-        by = "Ctrl-C (SIGINT)"
-    elif isinstance(error, TerminationSignal):
-        by = signal.Signals(error.signal).name
-    elif isinstance(error, SystemExit) and error.code == STOPPED_BY_SIGTERM:
-        by = "SIGTERM"
-    else:
-        return None
-    return (f"interrupted by {by}; `lorascope resume {run_id}` continues from its newest "
-            "checkpoint")
 
 
 def mark_interrupted(home: Path) -> list[str]:
