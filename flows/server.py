@@ -16,7 +16,8 @@ from prefect.settings import PREFECT_API_URL
 
 
 def start_temporary_server() -> None:
-    """Start the temporary server now, unless PREFECT_API_URL names a server to use."""
+    """Start the temporary server now, unless PREFECT_API_URL names a server to use. Called
+    by each command just before its flow, once its config is checked (a bad one fails fast)."""
     if PREFECT_API_URL.value():
         return
     from prefect.server.api import server

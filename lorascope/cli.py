@@ -194,7 +194,7 @@ def cmd_run(config_path: str, overrides: list[str]) -> int:
         from lorascope.flows.pipeline import pipeline
         from lorascope.flows.server import start_temporary_server
 
-        start_temporary_server()  # before the flow: out of Ctrl-C's reach
+        start_temporary_server()
         pipeline(config_path, overrides)
     print(f"\nrun {run_id} completed")
     print(f"  report:    {RunPaths.of(run_id).report} (and report.html beside it)")
@@ -318,7 +318,7 @@ def cmd_sweep(config_path: str, parameter: str, raw_values: list[str],
     from lorascope.flows.experiments import sweep
     from lorascope.flows.server import start_temporary_server
 
-    start_temporary_server()  # before the flow: out of Ctrl-C's reach
+    start_temporary_server()
     experiment_id = sweep(config_path, parameter, values, work_pool=work_pool)
     print(f"\nexperiment {experiment_id} completed")
     print("  try:       lorascope sql --saved experiment_results")
@@ -332,7 +332,7 @@ def cmd_experiment_domains(config_paths: list[str]) -> int:
     from lorascope.flows.experiments import domain_experiment
     from lorascope.flows.server import start_temporary_server
 
-    start_temporary_server()  # before the flow: out of Ctrl-C's reach
+    start_temporary_server()
     experiment_id = domain_experiment(config_paths)
     print(f"\nexperiment {experiment_id} completed")
     print("  try:       lorascope sql --saved domain_transfer")
@@ -365,7 +365,7 @@ def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
             from lorascope.flows.evaluation import reevaluate
             from lorascope.flows.server import start_temporary_server
 
-            start_temporary_server()  # before the flow: out of Ctrl-C's reach
+            start_temporary_server()
             evaluation_id = reevaluate(target, overrides)
         print(f"\nrun {target} evaluated: evaluation {evaluation_id}")
         print(f"  report:    {RunPaths.of(target).evaluation(evaluation_id) / 'report.md'} "
@@ -378,7 +378,7 @@ def cmd_eval(target: str, adapter: str | None, overrides: list[str]) -> int:
         from lorascope.flows.evaluation import evaluate_adapter
         from lorascope.flows.server import start_temporary_server
 
-        start_temporary_server()  # before the flow: out of Ctrl-C's reach
+        start_temporary_server()
         run_id = evaluate_adapter(target, adapter, overrides)
     print(f"\nrun {run_id} evaluated\n  report:    {RunPaths.of(run_id).report} "
           "(and report.html beside it)")
@@ -499,8 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(args)
     except KeyboardInterrupt:
-        print("lorascope: stopped by Ctrl-C; what finished is kept (`lorascope resume RUN_ID` "
-              "continues a run)", file=sys.stderr)
+        print(stopped_by("Ctrl-C"), file=sys.stderr)
         return STOPPED_BY_CTRL_C
     except BrokenPipeError:
         # the reader closed the pipe (`lorascope sql ... | head`): it has what it wanted
@@ -525,11 +524,15 @@ def stop_cleanly_on_sigterm() -> None:
 
     def stop(number: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
-        print("lorascope: stopped by SIGTERM; what finished is kept (`lorascope resume RUN_ID` "
-              "continues a run)", file=sys.stderr)
+        print(stopped_by("SIGTERM"), file=sys.stderr)
         raise SystemExit(STOPPED_BY_SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def stopped_by(signal_name: str) -> str:
+    return (f"lorascope: stopped by {signal_name}; what finished is kept "
+            "(`lorascope resume RUN_ID` continues a run)")
 
 
 def quiet_offline_defaults() -> None:

@@ -141,9 +141,6 @@ def test_a_tripped_capability_gate_exits_3_after_writing_the_report(
 
 
 def test_a_failed_warehouse_query_exits_7(home: Path) -> None:
-    from lorascope import warehouse
-    from lorascope.paths import warehouse_path
-
     warehouse.connect(warehouse_path(home)).close()
     result = lorascope(home, "sql", "select * from no_such_table")
     assert result.returncode == 7
@@ -151,9 +148,6 @@ def test_a_failed_warehouse_query_exits_7(home: Path) -> None:
 
 
 def test_a_query_of_only_comments_exits_7_saying_so(home: Path) -> None:
-    from lorascope import warehouse
-    from lorascope.paths import warehouse_path
-
     warehouse.connect(warehouse_path(home)).close()
     result = lorascope(home, "sql", "-- which prompts regressed?")
     assert result.returncode == 7

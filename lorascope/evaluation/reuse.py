@@ -98,6 +98,7 @@ def reuse_rows(
         context.warehouse, table, key, evaluation_id=context.evaluation_id, **equals)}
     copied: list[dict[str, Any]] = []
     sources = []
+    across_runs = False
     for run_id, donor in matching_evaluations(context, settings,
                                               base=equals.get("variant") == "base"):
         rows = [row for row in warehouse.select_rows(context.warehouse, table,
@@ -108,13 +109,13 @@ def reuse_rows(
             copied.append({**row, "evaluation_id": context.evaluation_id,
                            **({"run_id": context.run_id} if "run_id" in row else {})})
         if rows:
-            sources.append(f"evaluation {donor}" if run_id == context.run_id else
-                           f"run {run_id}'s evaluation {donor}")
+            own = run_id == context.run_id
+            across_runs |= not own
+            sources.append(f"evaluation {donor}" if own else f"run {run_id}'s evaluation {donor}")
     if copied:
         warehouse.write_rows(context.warehouse, table, copied)
         detail = " ".join(f"{k}={v}" for k, v in equals.items())
-        across = any(source.startswith("run ") for source in sources)
-        same = ("same base model, data, code and settings" if across
+        same = ("same base model, data, code and settings" if across_runs
                 else "same adapters, code and settings")
         log(f"reused {len(copied)} {table} rows{' (' + detail + ')' if detail else ''} from "
             f"{', '.join(sources)} ({same})")
